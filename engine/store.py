@@ -55,15 +55,19 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
     """An exclusive ``flock`` on ``path`` (created if missing), held for the ``with`` block.
 
     Every acquisition opens its own file description, so the lock also excludes other threads
-    of this process, not only other processes.
+    of this process, not only other processes. Non-blocking, it yields False when taken.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)

@@ -1,7 +1,8 @@
 """The container's lifecycle machine, built with ``transitions`` from the table.
 
-``Lifecycle`` is the model. The engine hands it a delegate whose ``on_<trigger>`` methods run
-as the transition's ``after`` callbacks: the ``start`` transition's callback runs the start plan
+``Lifecycle`` is the model. The engine hands it a delegate whose ``before_<trigger>`` methods
+run before the state changes (a side effect that fails leaves the state as it was, as in
+containerd) and whose ``on_<trigger>`` methods run as the transition's ``after`` callbacks: the ``start`` transition's callback runs the start plan
 and then fires ``started`` or ``fail``; the failure callback carries out the cleanup. Refusals
 come from the table as typed errors, never as a silent ``False``.
 """
@@ -37,6 +38,8 @@ class HistoryEntry:
 def _machine_transitions() -> list[dict[str, Any]]:
     return [
         {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest,
+         # ``before`` runs before the state changes: a failed side effect keeps the state
+         "before": f"_before_{t.trigger}",
          # the record comes first, so a trigger fired from a callback is recorded after it
          "after": ["_record", f"_after_{t.trigger}"]}
         for t in TRANSITIONS
@@ -91,9 +94,10 @@ class Lifecycle:
     def __getattr__(self, attr: str) -> Any:
         # transitions looks the ``after`` callbacks up on the model; route them to the
         # delegate's ``on_<trigger>`` so the engine owns every effect and this stays pure.
-        if attr.startswith("_after_"):
-            handler = getattr(self.delegate, "on_" + attr[len("_after_"):], None)
-            return handler if handler is not None else _noop
+        for prefix, kind in (("_after_", "on_"), ("_before_", "before_")):
+            if attr.startswith(prefix):
+                handler = getattr(self.delegate, kind + attr[len(prefix):], None)
+                return handler if handler is not None else _noop
         raise AttributeError(attr)
 
 

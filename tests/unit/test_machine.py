@@ -118,3 +118,15 @@ def test_states_package_is_pure() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed_top, f"{path.name} imports {name}"
+
+
+def test_failed_before_callback_keeps_the_state() -> None:
+    class Delegate:
+        def before_pause(self, event):
+            raise OSError("freezer broke")
+
+    lc = Lifecycle("running", delegate=Delegate())
+    with pytest.raises(OSError):
+        lc.fire("pause")
+    assert lc.state == "running"
+    assert lc.history == []

@@ -1,0 +1,5 @@
+"""``python -m engine``: the CLI (also what conmon's exit command runs)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""What a container is asked to be: its configuration, checked before anything is written.
+
+Every check raises ``InvalidParameter`` naming the field and the value, as Docker's CLI does.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal as _signal
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import InvalidParameter
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+NAME_MAX = 128
+ID_RE = re.compile(r"^[0-9a-f]{64}$")
+ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")
+NETWORK_MODES = ("none", "host")
+IPC_MODES = ("private", "shareable", "host")
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
+MIN_MEMORY = 6 * 1024 * 1024  # Docker's lower bound
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or len(name) > NAME_MAX or not NAME_RE.match(name):
+        shown = name if isinstance(name, str) and len(name) <= 64 else f"{str(name)[:64]}..."
+        raise InvalidParameter(
+            f"Invalid container name ({shown!r}), only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed"
+            f" (at most {NAME_MAX} characters)")
+    return name
+
+
+def parse_env(items: list[str]) -> list[str]:
+    """``KEY=VALUE`` entries; a bare ``KEY`` is dropped (Docker takes it from the caller)."""
+    out = []
+    for item in items:
+        key, sep, _value = item.partition("=")
+        if not key or not ENV_KEY_RE.match(key) or "\0" in item:
+            raise InvalidParameter(f"invalid environment variable: {item!r}")
+        if sep:
+            out.append(item)
+    return out
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str
+    target: str
+    readonly: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Bind:
+        """``/host/path:/container/path[:ro|rw]``, as ``docker run -v``."""
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(parts[:2]):
+            raise InvalidParameter(f"invalid volume specification: {spec!r}")
+        source, target = parts[0], parts[1]
+        mode = parts[2] if len(parts) == 3 else "rw"
+        if mode not in ("ro", "rw"):
+            raise InvalidParameter(f"invalid mode {mode!r} in volume specification: {spec!r}")
+        if not source.startswith("/"):
+            raise InvalidParameter(
+                f"invalid volume specification: {spec!r}: the source must be an absolute path")
+        check_target(target, spec)
+        return cls(source, target, mode == "ro")
+
+
+def check_target(target: str, spec: str) -> None:
+    if not target.startswith("/") or "\0" in target:
+        raise InvalidParameter(
+            f"invalid mount specification: {spec!r}: the target must be an absolute path")
+    if target.rstrip("/") == "":
+        raise InvalidParameter(f"invalid mount specification: {spec!r}: the target cannot be /")
+
+
+def parse_tmpfs(spec: str) -> tuple[str, str]:
+    """``/path[:options]``, as ``docker run --tmpfs``."""
+    target, _, options = spec.partition(":")
+    check_target(target, spec)
+    return target, options
+
+
+def parse_memory(value: str | int | None) -> int | None:
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, int):
+        n = value
+    else:
+        m = re.fullmatch(r"(\d+)([bkmg]?)b?", str(value).strip().lower())
+        if not m:
+            raise InvalidParameter(f"invalid memory size: {value!r}")
+        n = int(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[
+            m.group(2)]
+    if n < MIN_MEMORY:
+        raise InvalidParameter(f"invalid memory: {value!r}: minimum memory limit is 6MB")
+    return n
+
+
+def parse_cpus(value: str | float | None) -> float | None:
+    if value in (None, "", 0):
+        return None
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameter(f"invalid cpus: {value!r}") from exc
+    if not 0 < cpus <= 1024:
+        raise InvalidParameter(f"invalid cpus: {value!r}: must be a positive number")
+    return cpus
+
+
+def parse_restart(value: str | None) -> dict[str, Any]:
+    value = value or "no"
+    name, _, count = value.partition(":")
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy: {value!r}")
+    if count and (name != "on-failure" or not count.isdigit()):
+        raise InvalidParameter(f"invalid restart policy: {value!r}: maximum retry count "
+                               "is only allowed with on-failure")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+def parse_signal(value: str | int | None) -> int:
+    if value in (None, ""):
+        return int(_signal.SIGTERM)
+    if isinstance(value, int) or str(value).isdigit():
+        n = int(value)
+    else:
+        text = str(value).upper()
+        text = text if text.startswith("SIG") else "SIG" + text
+        try:
+            n = int(_signal.Signals[text])
+        except KeyError as exc:
+            raise InvalidParameter(f"invalid signal: {value!r}") from exc
+    if not 0 < n < 65:
+        raise InvalidParameter(f"invalid signal: {value!r}")
+    return n
+
+
+@dataclass
+class ContainerConfig:
+    """The container's settings, as asked; stored once at create and never rewritten."""
+
+    id: str
+    name: str
+    image: str               # image id
+    image_name: str
+    cmd: list[str]
+    created: str
+    env: list[str] = field(default_factory=list)
+    working_dir: str = "/"
+    hostname: str = ""
+    user: str = "0:0"
+    tty: bool = False
+    open_stdin: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "none"
+    ipc_mode: str = "private"
+    binds: list[Bind] = field(default_factory=list)
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+    memory: int | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    pids_limit: int | None = None
+    restart_policy: dict[str, Any] = field(default_factory=lambda: parse_restart("no"))
+    auto_remove: bool = False
+    stop_signal: int = int(_signal.SIGTERM)
+    stop_timeout: int = DEFAULT_STOP_TIMEOUT
+    readonly_rootfs: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerConfig:
+        data = dict(data)
+        data["binds"] = [Bind(**b) for b in data.get("binds", [])]
+        return cls(**data)

@@ -1,0 +1,128 @@
+"""A container as the engine keeps it: its config, its state record, and where its files are."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from states import CREATED, PAUSED, RUNNING, HistoryEntry
+
+from .config import ContainerConfig
+from .paths import ContainerPaths
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class ContainerState:
+    """What changes over the container's life; written atomically after every transition."""
+
+    status: str = CREATED
+    pid: int = 0
+    conmon_pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    error_step: str = ""
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    restart_count: int = 0
+    manual_stop: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    exec_sessions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def history_entries(self) -> list[HistoryEntry]:
+        return [HistoryEntry(**h) for h in self.history]
+
+
+@dataclass
+class Container:
+    config: ContainerConfig
+    state: ContainerState
+    paths: ContainerPaths
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def inspect(self) -> dict[str, Any]:
+        """Docker's ``inspect`` shape."""
+        c, s = self.config, self.state
+        return {
+            "Id": c.id,
+            "Name": "/" + c.name,
+            "Created": c.created,
+            "Path": c.cmd[0] if c.cmd else "",
+            "Args": c.cmd[1:],
+            "State": {
+                "Status": s.status,
+                "Running": s.status in (RUNNING, PAUSED),
+                "Paused": s.status == PAUSED,
+                "Restarting": False,
+                "Pid": s.pid,
+                "ExitCode": s.exit_code,
+                "Error": s.error,
+                "ErrorStep": s.error_step,
+                "StartedAt": s.started_at,
+                "FinishedAt": s.finished_at,
+            },
+            "Image": c.image,
+            "LogPath": str(self.paths.log),
+            "RestartCount": s.restart_count,
+            "Config": {
+                "Hostname": c.hostname,
+                "User": c.user,
+                "Env": list(c.env),
+                "Cmd": list(c.cmd),
+                "Image": c.image_name,
+                "WorkingDir": c.working_dir,
+                "Tty": c.tty,
+                "OpenStdin": c.open_stdin,
+                "Labels": dict(c.labels),
+                "StopSignal": c.stop_signal,
+                "StopTimeout": c.stop_timeout,
+            },
+            "HostConfig": {
+                "NetworkMode": c.network_mode,
+                "IpcMode": c.ipc_mode,
+                "Binds": [f"{b.source}:{b.target}:{'ro' if b.readonly else 'rw'}"
+                          for b in c.binds],
+                "Tmpfs": dict(c.tmpfs),
+                "Links": list(c.links),
+                "Memory": c.memory or 0,
+                "NanoCpus": int((c.cpus or 0) * 1e9),
+                "CpuShares": c.cpu_shares or 0,
+                "PidsLimit": c.pids_limit,
+                "RestartPolicy": dict(c.restart_policy),
+                "AutoRemove": c.auto_remove,
+                "ReadonlyRootfs": c.readonly_rootfs,
+            },
+            "Mounts": [
+                {"Type": "bind", "Source": b.source, "Destination": b.target,
+                 "RW": not b.readonly, "Mode": "ro" if b.readonly else "rw"}
+                for b in c.binds
+            ] + [
+                {"Type": "tmpfs", "Source": "", "Destination": t, "RW": True, "Mode": o}
+                for t, o in c.tmpfs.items()
+            ],
+            "StartSteps": list(s.steps),
+            "History": list(s.history),
+            "ExecIDs": [e.get("id") for e in s.exec_sessions] or None,
+        }

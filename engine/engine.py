@@ -1,0 +1,826 @@
+"""The ``Engine``: the Python API that supervisors embed, and that the CLI drives.
+
+Each container has its own lock (an flock on a file in its folder, as ``container.Lock()`` in
+moby), held across a whole transition; no lock is shared by all containers. The lifecycle
+machine decides what may happen; the delegate below carries it out and saves the state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal as _signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from states import (
+    ACTIVE,
+    DEAD,
+    PAUSED,
+    REMOVING,
+    RUNNING,
+    STARTING,
+    Lifecycle,
+    StepFailure,
+    TransitionConflict,
+    TransitionNotModified,
+    run_steps,
+    undo_steps,
+)
+
+from . import config as cfg
+from .config import Bind, ContainerConfig
+from .container import Container, ContainerState, now_rfc3339
+from .errors import (
+    Conflict,
+    CorralError,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    StartFailed,
+    SystemFailure,
+)
+from .events import Event, EventBus, EventJournal
+from .images import Image, ImageStore
+from .logs import LogRecord, read_logs
+from .monitor import Monitor, find_conmon, is_conmon_of, read_exit_code
+from .names import generate_name
+from .paths import Layout
+from .runtime import Runtime, find_runtime, process_alive
+from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
+from .store import atomic_write_json, file_lock, read_json
+
+EXIT_FILE_WAIT = 5.0
+START_FAILED_EXIT_CODE = 128
+LOST_EXIT_CODE = 255
+
+Hook = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes = b""
+
+
+def _fail_points_from_env() -> set[str]:
+    return {p for p in os.environ.get("CORRAL_FAIL_POINTS", "").split(",") if p}
+
+
+class Engine:
+    """A corral engine over one root directory.
+
+    ``watch`` starts a thread that notices exits of the containers this engine started or
+    found running, and calls the hooks. A short-lived CLI process passes ``watch=False``.
+    """
+
+    def __init__(self, root: Path | str | None = None, *, watch: bool = True,
+                 reconcile: bool = True, runtime: str | None = None,
+                 conmon: str | None = None, fail_points: set[str] | None = None) -> None:
+        self.layout = Layout.for_root(root)
+        try:
+            self.layout.ensure()
+        except OSError as exc:
+            raise SystemFailure(f"cannot use root {self.layout.root}: {exc}") from exc
+        runtime_bin = find_runtime(runtime or "runc") or (runtime or "runc")
+        self.runtime = Runtime(runtime_bin, self.layout.runc_root)
+        conmon_bin = conmon or find_conmon() or "conmon"
+        self.monitor = Monitor(conmon_bin, runtime_bin, self.layout.runc_root)
+        self.images = ImageStore(self.layout.root)
+        self.journal = EventJournal(self.layout.events)
+        self.bus = EventBus()
+        self.fail_points: set[str] = set(fail_points or ()) | _fail_points_from_env()
+        self._hooks: dict[str, list[Hook]] = {}
+        self._deaths_seen: set[tuple[str, str]] = set()  # (id, started_at) given to hooks
+        self._watcher: _ExitWatcher | None = _ExitWatcher(self) if watch else None
+        if reconcile:
+            self.reconcile()
+
+    # -- lookup and locking ------------------------------------------------------------------
+
+    def _resolve(self, ref: str) -> str:
+        """A container id from a name, a full id or a unique id prefix."""
+        if not ref or "/" in ref or "\0" in ref or ref in (".", ".."):
+            raise NotFound(f"No such container: {ref}")
+        link = self.layout.names / ref
+        with contextlib.suppress(OSError):
+            return os.readlink(link)
+        if (self.layout.containers / ref / "config.json").exists():
+            return ref
+        if len(ref) <= 64 and all(ch in "0123456789abcdef" for ch in ref):
+            found = [d for d in self._ids() if d.startswith(ref)]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def _ids(self) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(self.layout.containers)
+                    if not e.name.startswith(".") and cfg.ID_RE.match(e.name)]
+        except FileNotFoundError:
+            return []
+
+    def _load(self, cid: str) -> Container:
+        paths = self.layout.container(cid)
+        try:
+            config = ContainerConfig.from_dict(read_json(paths.config))
+            state = ContainerState.from_dict(read_json(paths.state))
+        except FileNotFoundError as exc:
+            raise NotFound(f"No such container: {cid}") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SystemFailure(f"container {cid}: unreadable state: {exc}") from exc
+        return Container(config, state, paths)
+
+    @contextlib.contextmanager
+    def _locked(self, ref: str) -> Iterator[Container]:
+        cid = self._resolve(ref)
+        paths = self.layout.container(cid)
+        try:
+            lock = file_lock(paths.lock)
+            lock.__enter__()
+        except FileNotFoundError as exc:
+            raise NotFound(f"No such container: {ref}") from exc
+        try:
+            yield self._load(cid)  # loaded under the lock: another process may have moved it
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _save(self, c: Container, lc: Lifecycle | None = None) -> None:
+        if lc is not None:
+            c.state.status = lc.state
+            c.state.history = [h.to_dict() for h in lc.history]
+        atomic_write_json(c.paths.state, c.state.to_dict())
+
+    def _lifecycle(self, c: Container, delegate: object | None = None) -> Lifecycle:
+        return Lifecycle(c.state.status, delegate=delegate, name=c.name,
+                         history=c.state.history_entries())
+
+    def _fire(self, lc: Lifecycle, trigger: str, **kwargs: Any) -> None:
+        """Fire a trigger, mapping the machine's refusals to the engine's errors once."""
+        try:
+            lc.fire(trigger, **kwargs)
+        except TransitionNotModified as exc:
+            raise NotModified(str(exc)) from exc
+        except TransitionConflict as exc:
+            raise Conflict(str(exc)) from exc
+
+    # -- events and hooks --------------------------------------------------------------------
+
+    def on(self, state: str, hook: Hook) -> Callable[[], None]:
+        """Call ``hook(inspect_dict)`` whenever a container enters ``state``."""
+        self._hooks.setdefault(state, []).append(hook)
+        return lambda: self._hooks.get(state, []).remove(hook)
+
+    def _enter(self, c: Container, state: str) -> None:
+        if state == DEAD:
+            key = (c.id, c.state.started_at)
+            if key in self._deaths_seen:
+                return
+            self._deaths_seen.add(key)
+        for hook in list(self._hooks.get(state, ())):
+            try:
+                hook(c.inspect())
+            except Exception:  # an embedder's hook must not break the engine
+                logger.exception("hook for {} failed", state)
+
+    def _emit(self, action: str, c: Container, **attrs: str) -> None:
+        attributes = {"name": c.name, "image": c.config.image_name, **attrs}
+        event = Event(time=time.time(), type="container", action=action, id=c.id,
+                      attributes=attributes)
+        try:
+            self.journal.append(event)
+        except OSError as exc:
+            logger.warning("cannot append to the event journal: {}", exc)
+        self.bus.publish(event)
+
+    def subscribe(self, callback: Callable[[Event], None],
+                  filters: dict[str, str] | None = None) -> Callable[[], None]:
+        return self.bus.subscribe(callback, filters)
+
+    def events(self, *, since: float | None = None, until: float | None = None,
+               follow: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+        if follow:
+            for ev in self.journal.follow(since=since, stop=stop):
+                if until is not None and ev.time > until:
+                    return
+                yield ev
+        else:
+            yield from self.journal.read(since=since, until=until)
+
+    # -- create ------------------------------------------------------------------------------
+
+    def create(self, image: str, cmd: list[str] | None = None, *, name: str | None = None,
+               env: list[str] | tuple[str, ...] = (), volumes: list[str] | tuple[str, ...] = (),
+               tmpfs: list[str] | tuple[str, ...] = (), working_dir: str = "",
+               hostname: str = "", user: str = "", network: str = "none",
+               ipc: str = "private", memory: str | int | None = None,
+               cpus: str | float | None = None, cpu_shares: int | None = None,
+               pids_limit: int | None = None, restart: str = "no", auto_remove: bool = False,
+               tty: bool = False, interactive: bool = False,
+               labels: dict[str, str] | None = None, stop_signal: str | int | None = None,
+               stop_timeout: int | None = None, links: list[str] | tuple[str, ...] = (),
+               readonly_rootfs: bool = False) -> str:
+        """Create a container; return its id. Everything is checked before anything is written."""
+        name = cfg.check_name(name) if name is not None else generate_name()
+        img: Image = self.images.get(image)
+        if network not in cfg.NETWORK_MODES:
+            raise InvalidParameter(f"invalid network mode: {network!r} (supported: "
+                                   f"{', '.join(cfg.NETWORK_MODES)})")
+        if ipc not in cfg.IPC_MODES:
+            raise InvalidParameter(f"invalid IPC mode: {ipc!r}")
+        if working_dir and not working_dir.startswith("/"):
+            raise InvalidParameter(f"the working directory {working_dir!r} is invalid, it needs "
+                                   "to be an absolute path")
+        if pids_limit is not None and not isinstance(pids_limit, int):
+            raise InvalidParameter(f"invalid pids limit: {pids_limit!r}")
+        if stop_timeout is not None and stop_timeout < 0:
+            raise InvalidParameter(f"invalid stop timeout: {stop_timeout!r}")
+        tmpfs_map = dict(cfg.parse_tmpfs(t) for t in tmpfs)
+        cid = cfg.new_id()
+        config = ContainerConfig(
+            id=cid, name=name, image=img.id, image_name=img.name, cmd=list(cmd or ["/bin/sh"]),
+            created=now_rfc3339(), env=cfg.parse_env(list(env)),
+            working_dir=working_dir or "/", hostname=hostname, user=user or "0:0", tty=tty,
+            open_stdin=interactive, labels=dict(labels or {}), network_mode=network,
+            ipc_mode=ipc, binds=[Bind.parse(v) for v in volumes], tmpfs=tmpfs_map,
+            links=list(links), memory=cfg.parse_memory(memory), cpus=cfg.parse_cpus(cpus),
+            cpu_shares=cpu_shares, pids_limit=pids_limit,
+            restart_policy=cfg.parse_restart(restart), auto_remove=auto_remove,
+            stop_signal=cfg.parse_signal(stop_signal),
+            stop_timeout=cfg.DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
+            readonly_rootfs=readonly_rootfs)
+        if auto_remove and config.restart_policy["Name"] != "no":
+            raise InvalidParameter("conflicting options: --restart and --rm")
+        self._claim_name(name, cid)
+        paths = self.layout.container(cid)
+        tmp = self.layout.containers / f".tmp-{cid}"
+        try:
+            tmp.mkdir(mode=0o700)
+            atomic_write_json(tmp / "config.json", config.to_dict())
+            atomic_write_json(tmp / "state.json", ContainerState().to_dict())
+            os.rename(tmp, paths.dir)
+        except (OSError, CorralError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._release_name(name, cid)
+            if isinstance(exc, CorralError):
+                raise
+            raise SystemFailure(f"cannot create container {name}: {exc}") from exc
+        c = Container(config, ContainerState(), paths)
+        self._emit("create", c)
+        return cid
+
+    def _claim_name(self, name: str, cid: str) -> None:
+        # a symlink is made or refused atomically: of concurrent creates, exactly one wins
+        try:
+            os.symlink(cid, self.layout.names / name)
+        except FileExistsError as exc:
+            other = ""
+            with contextlib.suppress(OSError):
+                other = os.readlink(self.layout.names / name)
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                           f'container "{other}". You have to remove (or rename) that '
+                           "container to be able to reuse that name.") from exc
+
+    def _release_name(self, name: str, cid: str) -> None:
+        link = self.layout.names / name
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == cid:
+                os.unlink(link)
+
+    # -- start -------------------------------------------------------------------------------
+
+    def _fail_point(self, step: str) -> bool:
+        return step in self.fail_points
+
+    def _context(self, c: Container, interactive: bool = False) -> StartContext:
+        try:
+            rootfs = self.images.get(c.config.image).rootfs
+        except NotFound:
+            rootfs = self.layout.root / "images" / c.config.image / "rootfs"
+        return StartContext(
+            container=c, layout=self.layout, runtime=self.runtime, monitor=self.monitor,
+            image_rootfs=rootfs, interactive=interactive,
+            exit_command=[sys.executable, "-m", "engine", "--root", str(self.layout.root),
+                          "container-exited", c.id])
+
+    def start(self, ref: str) -> None:
+        """Start a created or dead container. ``NotModified`` when it is already running."""
+        with self._locked(ref) as c:
+            self._start_locked(c, self._context(c))
+
+    def start_interactive(self, ref: str) -> StartContext:
+        """Start with runc in the foreground, attached to this process's terminal (``run -it``);
+        the caller waits with ``wait_interactive``."""
+        with self._locked(ref) as c:
+            ctx = self._context(c, interactive=True)
+            self._start_locked(c, ctx)
+            return ctx
+
+    def wait_interactive(self, ctx: StartContext) -> int:
+        assert ctx.foreground is not None
+        code = ctx.foreground.wait()
+        with self._locked(ctx.cid) as c:
+            if c.state.status in (RUNNING, PAUSED):
+                self._exit_locked(c, code)
+            return c.state.exit_code
+
+    def _start_locked(self, c: Container, ctx: StartContext) -> None:
+        delegate = _Transitions(self, c, ctx)
+        lc = self._lifecycle(c, delegate)
+        self._fire(lc, "start")
+        if delegate.failure is not None:
+            f = delegate.failure
+            raise StartFailed(f.step, str(f.cause)) from f.cause
+
+    # -- exit and cleanup ---------------------------------------------------------------------
+
+    def _exit_locked(self, c: Container, exit_code: int, error: str = "") -> None:
+        lc = self._lifecycle(c, _Transitions(self, c, self._context(c)))
+        self._fire(lc, "exit", exit_code=exit_code, error=error)
+
+    def _cleanup(self, c: Container, ctx: StartContext | None = None) -> list[str]:
+        """Undo every start step (idempotent); return what could not be undone."""
+        kill_exec_sessions(c.state.exec_sessions)
+        c.state.exec_sessions = []
+        ctx = ctx or self._context(c)
+        ctx.conmon_pid = c.state.conmon_pid
+        errors = undo_steps(list(reversed(START_PLAN)), ctx)
+        for step, exc in errors:
+            logger.error("container {}: cleanup of step {} failed: {}", c.name, step, exc)
+        return [f"{step}: {exc}" for step, exc in errors]
+
+    def _observed_exit(self, c: Container) -> tuple[int, str] | None:
+        """The exit of an active container, if it has exited: (exit code, error)."""
+        code = read_exit_code(c.paths.exit_file)
+        if code is not None:
+            return code, ""
+        if c.state.conmon_pid:
+            if is_conmon_of(c.state.conmon_pid, c.id):
+                return None
+            code = read_exit_code(c.paths.exit_file)  # conmon may have just written it
+            return (code, "") if code is not None else (LOST_EXIT_CODE, "monitor lost")
+        if process_alive(c.state.pid):
+            return None
+        return LOST_EXIT_CODE, "process lost"
+
+    def _reconcile_locked(self, c: Container) -> None:
+        status = c.state.status
+        if status in (RUNNING, PAUSED):
+            seen = self._observed_exit(c)
+            if seen is not None:
+                self._exit_locked(c, seen[0], seen[1])
+        elif status == STARTING:
+            # we hold the lock, so the process that was starting it is gone: finish its undo
+            self._cleanup(c)
+            c.state.status = DEAD
+            c.state.exit_code = START_FAILED_EXIT_CODE
+            c.state.error = "start interrupted: the engine stopped during start"
+            c.state.finished_at = now_rfc3339()
+            self._save(c)
+            self._emit("die", c, exitCode=str(c.state.exit_code))
+        elif status == REMOVING:
+            self._finish_remove(c)
+
+    def reconcile(self) -> None:
+        """Bring stored state in line with what runc and conmon say; finish broken starts and
+        removals. Containers another process is acting on are left to it."""
+        for cid in self._ids():
+            paths = self.layout.container(cid)
+            try:
+                state = read_json(paths.state)
+            except (OSError, ValueError):
+                continue
+            if state.get("status") not in (*ACTIVE, REMOVING):
+                continue
+            try:
+                with file_lock(paths.lock, blocking=False) as got:
+                    if not got:
+                        continue
+                    c = self._load(cid)
+                    self._reconcile_locked(c)
+                    if self._watcher and c.state.status in (RUNNING, PAUSED):
+                        self._watcher.add(c)
+            except (CorralError, OSError) as exc:
+                logger.warning("reconcile of {} failed: {}", cid, exc)
+
+    def container_exited(self, ref: str) -> None:
+        """Handle the exit of a container (run by conmon's exit command, or by the watcher)."""
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+
+    # -- stop, kill, pause -------------------------------------------------------------------
+
+    def stop(self, ref: str, timeout: float | None = None) -> None:
+        """Send the stop signal, wait ``timeout`` seconds, then SIGKILL; clean up."""
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+            if c.state.status not in (RUNNING, PAUSED):
+                return
+            c.state.manual_stop = True
+            self._save(c)
+            grace = c.config.stop_timeout if timeout is None else timeout
+            self._terminate_locked(c, c.config.stop_signal, grace)
+            self._emit("stop", c)
+
+    def _terminate_locked(self, c: Container, sig: int, grace: float) -> None:
+        pid = c.state.pid
+        self.runtime.kill(c.id, sig)
+        if c.state.status == PAUSED:
+            with contextlib.suppress(SystemFailure):
+                self.runtime.resume(c.id)  # a frozen process cannot act on its signal
+        if sig != _signal.SIGKILL and not _wait_pid(pid, grace):
+            self.runtime.kill(c.id, _signal.SIGKILL, all_processes=True)
+        _wait_pid(pid, 30)
+        self._exit_locked(c, self._wait_exit_code(c))
+
+    def _wait_exit_code(self, c: Container) -> int:
+        """The code conmon wrote once the process ended (it writes it just after reaping)."""
+        deadline = time.monotonic() + EXIT_FILE_WAIT
+        while True:
+            code = read_exit_code(c.paths.exit_file)
+            if code is not None:
+                return code
+            monitored = c.state.conmon_pid and is_conmon_of(c.state.conmon_pid, c.id)
+            if not monitored or time.monotonic() > deadline:
+                code = read_exit_code(c.paths.exit_file)
+                return LOST_EXIT_CODE if code is None else code
+            time.sleep(0.002)
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> None:
+        sig = cfg.parse_signal(signal)
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+            if c.state.status not in (RUNNING, PAUSED):
+                raise Conflict(f"Container {c.id} is not running")
+            self._emit("kill", c, signal=str(sig))
+            if sig == _signal.SIGKILL:
+                self._terminate_locked(c, sig, 0)
+            else:
+                self.runtime.kill(c.id, sig)
+
+    def pause(self, ref: str) -> None:
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+            lc = self._lifecycle(c, _Transitions(self, c, None))
+            self._fire(lc, "pause")
+
+    def unpause(self, ref: str) -> None:
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+            lc = self._lifecycle(c, _Transitions(self, c, None))
+            self._fire(lc, "unpause")
+
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        self.stop(ref, timeout)
+        with self._locked(ref) as c:
+            self._start_locked(c, self._context(c))
+            self._emit("restart", c)
+
+    # -- remove ------------------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+            if force and c.state.status in (RUNNING, PAUSED):
+                self._terminate_locked(c, _signal.SIGKILL, 0)
+            lc = self._lifecycle(c, _Transitions(self, c, None))
+            self._fire(lc, "remove")
+
+    def _finish_remove(self, c: Container) -> None:
+        errors = self._cleanup(c)
+        if errors:
+            raise SystemFailure(f"cannot remove container {c.name}: {'; '.join(errors)}")
+        with contextlib.suppress(FileNotFoundError):
+            c.paths.exit_file.unlink()
+        # rename first, so no reader ever sees a half-deleted folder as a container
+        trash = self.layout.containers / f".trash-{c.id}"
+        os.rename(c.paths.dir, trash)
+        self._release_name(c.name, c.id)
+        shutil.rmtree(trash, ignore_errors=True)
+        self._emit("destroy", c)
+
+    # -- wait, inspect, list, logs -----------------------------------------------------------
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """Block until the container is not running; return its exit code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cid = self._resolve(ref)
+        while True:
+            with self._locked(cid) as c:
+                self._reconcile_locked(c)
+                if c.state.status not in ACTIVE:
+                    return c.state.exit_code
+                conmon, pid = c.state.conmon_pid, c.state.pid
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise SystemFailure(f"timed out waiting for container {ref}")
+            _wait_pid(conmon or pid, min(left, 1.0) if left is not None else 1.0)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        return self._load(self._resolve(ref)).inspect()
+
+    def get(self, ref: str) -> Container:
+        return self._load(self._resolve(ref))
+
+    def list(self, all: bool = False) -> list[dict[str, Any]]:  # noqa: A002 - Docker's word
+        out = []
+        for cid in self._ids():
+            try:
+                c = self._load(cid)
+            except CorralError:
+                continue
+            if c.state.status in (RUNNING, PAUSED) and self._observed_exit(c) is not None:
+                with contextlib.suppress(CorralError):
+                    self.container_exited(cid)
+                    c = self._load(cid)
+            if not all and c.state.status not in (RUNNING, PAUSED):
+                continue
+            out.append({"Id": c.id, "Name": c.name, "Image": c.config.image_name,
+                        "Command": " ".join(c.config.cmd), "Created": c.config.created,
+                        "State": c.state.status, "ExitCode": c.state.exit_code,
+                        "StartedAt": c.state.started_at, "FinishedAt": c.state.finished_at})
+        out.sort(key=lambda d: d["Created"], reverse=True)
+        return out
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
+             since: Any = None, until: Any = None) -> Iterator[LogRecord]:
+        c = self._load(self._resolve(ref))
+
+        def stopped() -> bool:
+            try:
+                state = read_json(c.paths.state)
+            except (OSError, ValueError):
+                return True
+            if state.get("status") not in ACTIVE:
+                return True
+            return read_exit_code(c.paths.exit_file) is not None
+
+        return read_logs(c.paths.log, follow=follow, tail=tail, since=since, until=until,
+                         stop=stopped)
+
+    # -- exec --------------------------------------------------------------------------------
+
+    def exec(self, ref: str, argv: list[str], *, tty: bool = False,
+             env: list[str] | tuple[str, ...] = (), workdir: str | None = None,
+             user: str | None = None, capture: bool = False) -> ExecResult:
+        """Run ``argv`` in a running container through the runtime; the session is tracked
+        with the container and ended by its cleanup."""
+        if not argv:
+            raise InvalidParameter("no command specified for exec")
+        env_list = cfg.parse_env(list(env))
+        exec_id = cfg.new_id()
+        with self._locked(ref) as c:
+            self._reconcile_locked(c)
+            if c.state.status != RUNNING:
+                raise Conflict(f"Container {c.id} is not running" if c.state.status != PAUSED
+                               else f"Container {c.id} is paused, unpause the container "
+                               "before exec")
+            args = self.runtime.exec_args(c.id, argv, tty=tty, env=env_list, cwd=workdir,
+                                          user=user, pid_file=None)
+            try:
+                proc = subprocess.Popen(args, stdout=subprocess.PIPE if capture else None,
+                                        stderr=subprocess.STDOUT if capture else None,
+                                        stdin=subprocess.DEVNULL if capture else None)
+            except OSError as exc:
+                raise SystemFailure(f"exec: {exc}") from exc
+            c.state.exec_sessions.append({"id": exec_id, "pid": proc.pid, "cmd": argv})
+            self._save(c)
+            cid = c.id
+        output = proc.communicate()[0] if capture else b""
+        code = proc.wait()
+        with contextlib.suppress(NotFound), self._locked(cid) as c:
+            c.state.exec_sessions = [e for e in c.state.exec_sessions if e["id"] != exec_id]
+            self._save(c)
+        return ExecResult(code, output or b"")
+
+    # -- images ------------------------------------------------------------------------------
+
+    def image_remove(self, ref: str) -> Image:
+        img = self.images.get(ref)
+        for cid in self._ids():
+            with contextlib.suppress(CorralError):
+                if self._load(cid).config.image == img.id:
+                    raise Conflict(f"unable to remove image {ref}: image is being used by "
+                                   f"container {cid[:12]}")
+        return self.images.remove(img.id)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+
+
+class _Transitions:
+    """The callbacks of one container's machine: where each transition's effects happen.
+
+    ``before_*`` callbacks run before the state changes, so a failed side effect leaves the
+    state as it was (containerd's rule); ``on_*`` run after it changed.
+    """
+
+    def __init__(self, engine: Engine, c: Container, ctx: StartContext | None) -> None:
+        self.engine, self.c, self.ctx = engine, c, ctx
+        self.failure: StepFailure | None = None
+
+    def on_start(self, event: Any) -> None:
+        e, c, ctx = self.engine, self.c, self.ctx
+        assert ctx is not None
+        c.state.manual_stop = False
+        c.state.error = c.state.error_step = ""
+        e._save(c, event.model)  # a crash from here on is seen as ``starting`` and undone
+        try:
+            records = run_steps(START_PLAN, ctx, fail_point=e._fail_point)
+        except StepFailure as failure:
+            self.failure = failure
+            event.model.fire("fail", error=failure)
+            return
+        c.state.steps = [r.to_dict() for r in records]
+        c.state.pid, c.state.conmon_pid = ctx.pid, ctx.conmon_pid
+        c.state.started_at = now_rfc3339()
+        c.state.finished_at = c.state.finished_at
+        event.model.fire("started")
+
+    def on_started(self, event: Any) -> None:
+        e, c = self.engine, self.c
+        e._save(c, event.model)
+        e._emit("start", c)
+        if e._watcher is not None and c.state.conmon_pid:
+            e._watcher.add(c)
+        e._enter(c, RUNNING)
+
+    def on_fail(self, event: Any) -> None:
+        e, c = self.engine, self.c
+        failure: StepFailure = event.kwargs["error"]
+        c.state.steps = [r.to_dict() for r in failure.records]
+        c.state.exit_code = START_FAILED_EXIT_CODE
+        c.state.error = str(failure)
+        c.state.error_step = failure.step
+        c.state.pid = c.state.conmon_pid = 0
+        c.state.finished_at = now_rfc3339()
+        for step, exc in failure.undo_errors:
+            logger.error("container {}: undo of step {} failed: {}", c.name, step, exc)
+        e._save(c, event.model)
+        e._emit("die", c, exitCode=str(c.state.exit_code), error=c.state.error)
+        e._enter(c, DEAD)
+
+    def on_exit(self, event: Any) -> None:
+        e, c = self.engine, self.c
+        errors = e._cleanup(c, self.ctx)
+        c.state.exit_code = int(event.kwargs.get("exit_code", LOST_EXIT_CODE))
+        c.state.error = "; ".join([event.kwargs.get("error") or "", *errors]).strip("; ")
+        c.state.pid = c.state.conmon_pid = 0
+        c.state.finished_at = now_rfc3339()
+        e._save(c, event.model)
+        e._emit("die", c, exitCode=str(c.state.exit_code))
+        e._enter(c, DEAD)
+        if c.config.auto_remove:
+            self._auto_remove(event.model)
+
+    def _auto_remove(self, lc: Lifecycle) -> None:
+        try:
+            lc.fire("remove")
+        except (CorralError, TransitionConflict) as exc:
+            logger.warning("auto-remove of {} failed: {}", self.c.name, exc)
+
+    def before_pause(self, event: Any) -> None:
+        self.engine.runtime.pause(self.c.id)
+
+    def on_pause(self, event: Any) -> None:
+        self.engine._save(self.c, event.model)
+        self.engine._emit("pause", self.c)
+        self.engine._enter(self.c, PAUSED)
+
+    def before_unpause(self, event: Any) -> None:
+        self.engine.runtime.resume(self.c.id)
+
+    def on_unpause(self, event: Any) -> None:
+        self.engine._save(self.c, event.model)
+        self.engine._emit("unpause", self.c)
+        self.engine._enter(self.c, RUNNING)
+
+    def on_remove(self, event: Any) -> None:
+        e, c = self.engine, self.c
+        e._save(c, event.model)
+        try:
+            e._finish_remove(c)
+        except (CorralError, OSError) as exc:
+            event.model.fire("remove_failed", error=str(exc))
+            raise SystemFailure(f"cannot remove container {c.name}: {exc}") from exc
+
+    def on_remove_failed(self, event: Any) -> None:
+        self.c.state.error = event.kwargs.get("error", "")
+        self.engine._save(self.c, event.model)
+
+
+def _wait_pid(pid: int, timeout: float) -> bool:
+    """Wait until process ``pid`` is gone; True if it is."""
+    if pid <= 0 or not process_alive(pid):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        fd = -1
+    try:
+        deadline = time.monotonic() + max(timeout, 0)
+        while process_alive(pid):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if fd >= 0:
+                select.select([fd], [], [], min(left, 0.5))
+            else:
+                time.sleep(min(left, 0.01))
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+class _ExitWatcher:
+    """One thread that waits on the pidfds of conmon processes and handles their exits."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._fds: dict[int, str] = {}
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, c: Container) -> None:
+        try:
+            fd = os.pidfd_open(c.state.conmon_pid)
+        except OSError:
+            threading.Thread(target=self._handle, args=(c.id,), daemon=True).start()
+            return
+        os.set_inheritable(fd, False)
+        with self._lock:
+            if self._closed:
+                os.close(fd)
+                return
+            self._fds[fd] = c.id
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="corral-exit-watcher",
+                                                daemon=True)
+                self._thread.start()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                fds = list(self._fds)
+            ready, _, _ = select.select([self._wake_r, *fds], [], [])
+            for fd in ready:
+                if fd == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                    continue
+                with self._lock:
+                    cid = self._fds.pop(fd, None)
+                os.close(fd)
+                if cid:
+                    self._handle(cid)
+
+    def _handle(self, cid: str) -> None:
+        try:
+            self.engine.container_exited(cid)
+            c = self.engine.get(cid)
+            if c.state.status == DEAD:
+                # the exit may have been handled by conmon's exit command in another process:
+                # this engine's hooks still hear of it, once
+                self.engine._enter(c, DEAD)
+        except NotFound:
+            pass
+        except Exception:
+            logger.exception("handling the exit of {} failed", cid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            fds, self._fds = list(self._fds), {}
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for fd in fds:
+            os.close(fd)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+__all__ = ["STEP_NAMES", "Engine", "ExecResult"]

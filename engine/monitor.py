@@ -1,0 +1,159 @@
+"""The only spawner of conmon, the per-container monitor that outlives the engine.
+
+conmon waits for a byte on the start pipe, runs ``runc create``, reports the container's pid
+(or runc's error) on the sync pipe, then daemonizes: it keeps the exit code in the exit
+directory and the output in a k8s-file log, and runs the exit command, even when no corral
+process is alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SystemFailure
+from .runtime import last_runtime_error, process_alive
+
+SYNC_TIMEOUT = 30.0
+
+
+class MonitorFailure(SystemFailure):
+    pass
+
+
+def find_conmon() -> str | None:
+    return shutil.which("conmon") or shutil.which("conmon", path="/usr/bin:/usr/libexec/podman")
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    cid: str
+    bundle: Path
+    log: Path
+    pidfile: Path
+    conmon_pidfile: Path
+    runtime_log: Path
+    exit_dir: Path
+    socket_dir: Path
+    exit_command: list[str]
+
+
+class Monitor:
+    def __init__(self, conmon: str, runtime: str, runtime_root: Path) -> None:
+        self.conmon = conmon
+        self.runtime = runtime
+        self.runtime_root = runtime_root
+
+    def _args(self, m: MonitorSpec) -> list[str]:
+        args = [
+            self.conmon, "--api-version", "1", "-c", m.cid, "-u", m.cid, "-n", m.cid[:12],
+            "-r", self.runtime, "-b", str(m.bundle), "-p", str(m.pidfile),
+            "-P", str(m.conmon_pidfile), "-l", f"k8s-file:{m.log}",
+            "--exit-dir", str(m.exit_dir), "--socket-dir-path", str(m.socket_dir),
+            "--runtime-arg", f"--root={self.runtime_root}",
+            "--runtime-arg", f"--log={m.runtime_log}", "--runtime-arg", "--log-format=json",
+            "--log-level", "error",
+        ]
+        if m.exit_command:
+            args += ["--exit-command", m.exit_command[0]]
+            for a in m.exit_command[1:]:
+                args += ["--exit-command-arg", a]
+        return args
+
+    def spawn(self, m: MonitorSpec) -> tuple[int, int]:
+        """Start conmon and let it create the container; return (conmon pid, container pid)."""
+        m.socket_dir.mkdir(parents=True, exist_ok=True)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        start_r, start_w = os.pipe2(os.O_CLOEXEC)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("_OCI_")}
+        env.update(_OCI_SYNCPIPE=str(sync_w), _OCI_STARTPIPE=str(start_r))
+        try:
+            try:
+                # conmon and the container must not hold the caller's stdio: a pipe that a
+                # caller waits on would then never close
+                proc = subprocess.Popen(
+                    self._args(m), env=env, pass_fds=(sync_w, start_r),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+            except OSError as exc:
+                raise MonitorFailure(f"cannot run conmon: {exc}") from exc
+            os.close(sync_w)
+            sync_w = -1
+            os.close(start_r)
+            start_r = -1
+            os.write(start_w, b"0")
+            message = self._read_sync(sync_r, m)
+            proc.wait()  # the foreground conmon exits once its daemon is on its own
+        finally:
+            for fd in (sync_r, sync_w, start_r, start_w):
+                if fd >= 0:
+                    os.close(fd)
+        pid = int(message.get("data", -1))
+        if pid <= 0:
+            detail = (last_runtime_error(m.runtime_log) or message.get("message")
+                      or "runtime create failed")
+            raise MonitorFailure(f"runc create: {detail}")
+        return read_pid(m.conmon_pidfile), pid
+
+    def _read_sync(self, fd: int, m: MonitorSpec) -> dict:
+        data = b""
+        deadline = time.monotonic() + SYNC_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MonitorFailure(f"conmon gave no answer in {SYNC_TIMEOUT:.0f}s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+            try:
+                return json.loads(data)
+            except ValueError:
+                continue
+        if not data:
+            detail = last_runtime_error(m.runtime_log) or "conmon exited without a word"
+            raise MonitorFailure(f"conmon: {detail}")
+        raise MonitorFailure(f"conmon: unreadable answer {data[:200]!r}")
+
+
+def read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def is_conmon_of(pid: int, cid: str) -> bool:
+    """True when ``pid`` is alive and is the conmon of ``cid`` (not a reused pid)."""
+    if not process_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].endswith(b"conmon") and cid.encode() in cmdline
+
+
+def stop_conmon(pid: int, cid: str) -> None:
+    """Kill the conmon of ``cid`` if it is still there (idempotent)."""
+    if is_conmon_of(pid, cid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def read_exit_code(exit_file: Path) -> int | None:
+    try:
+        return int(exit_file.read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,391 @@
+"""The ten steps of the start plan, in the order of moby's ``containerStart``.
+
+Each step is a (do, undo) pair working on a ``StartContext``. Every undo is idempotent and
+safe after a partial do, and needs nothing but what can be rebuilt from the stored container,
+so the cleanup after an exit, or after an engine crash, runs the same undos in a new process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import hostfiles, mounts
+from .config import DEFAULT_PATH
+from .container import Container
+from .errors import InvalidParameter, SystemFailure
+from .monitor import Monitor, MonitorSpec, read_pid, stop_conmon
+from .paths import Layout
+from .runtime import Runtime, process_alive
+from .safepath import mkdir_in_root
+from .spec import SpecOptions, build_spec, cpus_to_quota, write_spec
+from .users import resolve_user
+
+CGROUP_PARENT = "corral"
+CGROUP_BASE = Path("/sys/fs/cgroup")
+SHM_SIZE = 64 * 1024 * 1024
+FOREGROUND_START_TIMEOUT = 30.0
+
+
+@dataclass
+class StartContext:
+    container: Container
+    layout: Layout
+    runtime: Runtime
+    monitor: Monitor | None
+    image_rootfs: Path
+    exit_command: list[str] = field(default_factory=list)
+    interactive: bool = False
+    # filled in by the steps, in order
+    network: str = "new"
+    ipc: str = "new"
+    link_env: list[str] = field(default_factory=list)
+    link_hosts: list[tuple[str, str]] = field(default_factory=list)
+    cwd: str = "/"
+    env: list[str] = field(default_factory=list)
+    uid: int = 0
+    gid: int = 0
+    home: str = "/root"
+    spec: SpecOptions | None = None
+    mounts: list[dict] = field(default_factory=list)
+    pid: int = 0
+    conmon_pid: int = 0
+    foreground: subprocess.Popen | None = None
+
+    @property
+    def cid(self) -> str:
+        return self.container.id
+
+    @property
+    def paths(self):
+        return self.container.paths
+
+    @property
+    def cgroups_path(self) -> str:
+        return f"/{CGROUP_PARENT}/{self.cid}"
+
+
+class VerifySettings:
+    """Refuse what this host cannot give before anything is made (moby ``verifyPlatform``)."""
+
+    name = "verify"
+
+    def do(self, ctx: StartContext) -> None:
+        c = ctx.container.config
+        if not Path(ctx.runtime.binary).exists():
+            raise SystemFailure(f"runtime {ctx.runtime.binary} is not installed")
+        if ctx.monitor is not None and not ctx.interactive and not Path(
+                ctx.monitor.conmon).exists():
+            raise SystemFailure(f"conmon {ctx.monitor.conmon} is not installed")
+        needed = ["freezer", "pids", "devices"]
+        if c.memory:
+            needed.append("memory")
+        if c.cpus or c.cpu_shares:
+            needed.append("cpu")
+        missing = [n for n in needed if not (CGROUP_BASE / n).is_dir()]
+        if missing:
+            raise SystemFailure(f"cgroup controllers not mounted: {', '.join(missing)}")
+        ncpu = os.cpu_count() or 1
+        if c.cpus and c.cpus > ncpu:
+            raise InvalidParameter(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                                   f"{ncpu} CPUs available")
+        if not ctx.image_rootfs.is_dir():
+            raise SystemFailure(f"image {c.image_name} has no root filesystem")
+
+    def undo(self, ctx: StartContext) -> None:
+        return None
+
+
+class MountRootfs:
+    """Overlay: the image below, the container's own layer on top."""
+
+    name = "rootfs"
+
+    def do(self, ctx: StartContext) -> None:
+        p = ctx.paths
+        for d in (p.diff, p.work, p.rootfs):
+            d.mkdir(mode=0o700, exist_ok=True)
+        if mounts.mounted_under(p.rootfs):
+            return
+        mounts.mount("overlay", p.rootfs, "overlay", 0,
+                     f"lowerdir={ctx.image_rootfs},upperdir={p.diff},workdir={p.work}")
+
+    def undo(self, ctx: StartContext) -> None:
+        p = ctx.paths
+        mounts.unmount(p.rootfs)
+        with contextlib.suppress(FileNotFoundError):
+            p.rootfs.rmdir()
+        shutil.rmtree(p.work, ignore_errors=True)
+
+
+class InitializeNetworking:
+    """none: a namespace of its own with only ``lo`` (runc makes it); host: the host's."""
+
+    name = "network"
+
+    def do(self, ctx: StartContext) -> None:
+        mode = ctx.container.config.network_mode
+        if mode == "host":
+            ctx.network = "host"
+        elif mode == "none":
+            ctx.network = "new"
+        else:
+            raise InvalidParameter(f"network mode {mode!r} is not supported")
+
+    def undo(self, ctx: StartContext) -> None:
+        return None  # the namespace runc made dies with the container's last process
+
+
+class SetupLinks:
+    """Linked containers; their addresses come with the bridge network."""
+
+    name = "links"
+
+    def do(self, ctx: StartContext) -> None:
+        if ctx.container.config.links:
+            raise InvalidParameter("links need the bridge network, which this engine does not "
+                                   "provide yet")
+
+    def undo(self, ctx: StartContext) -> None:
+        ctx.link_env, ctx.link_hosts = [], []
+
+
+class WorkingDirectory:
+    """Made inside the root, never through a symlink out of it."""
+
+    name = "workdir"
+
+    def do(self, ctx: StartContext) -> None:
+        c = ctx.container.config
+        ctx.uid, ctx.gid, ctx.home = resolve_user(ctx.paths.rootfs, c.user)
+        # the process sees the path as asked; what is made is the path resolved in the root
+        mkdir_in_root(ctx.paths.rootfs, c.working_dir or "/")
+        ctx.cwd = c.working_dir or "/"
+
+    def undo(self, ctx: StartContext) -> None:
+        return None  # the folder lives in the container's own layer, as in Docker
+
+
+class Environment:
+    name = "env"
+
+    def do(self, ctx: StartContext) -> None:
+        c = ctx.container.config
+        env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname_of(ctx), "HOME": ctx.home}
+        if c.tty:
+            env["TERM"] = "xterm"
+        for item in ctx.link_env + c.env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        ctx.env = [f"{k}={v}" for k, v in env.items()]
+
+    def undo(self, ctx: StartContext) -> None:
+        ctx.env = []
+
+
+class CommandAndBundle:
+    """The process and the OCI bundle; config.json is written by the process step once all
+    mounts are known, so it is written once."""
+
+    name = "bundle"
+
+    def do(self, ctx: StartContext) -> None:
+        c = ctx.container.config
+        if not c.cmd:
+            raise InvalidParameter("no command specified")
+        ctx.paths.bundle.mkdir(mode=0o700, exist_ok=True)
+        quota, period = cpus_to_quota(c.cpus) if c.cpus else (None, None)
+        ctx.spec = SpecOptions(
+            args=list(c.cmd), env=ctx.env, cwd=ctx.cwd, hostname=hostname_of(ctx),
+            rootfs=str(ctx.paths.rootfs), uid=ctx.uid, gid=ctx.gid, terminal=c.tty,
+            readonly_rootfs=c.readonly_rootfs, network=ctx.network,
+            cgroups_path=ctx.cgroups_path, memory=c.memory, cpu_shares=c.cpu_shares,
+            cpu_quota=quota, cpu_period=period,
+            annotations={"io.corral.name": c.name})
+        if c.pids_limit is not None:
+            ctx.spec.pids_limit = c.pids_limit
+
+    def undo(self, ctx: StartContext) -> None:
+        shutil.rmtree(ctx.paths.bundle, ignore_errors=True)
+        ctx.spec = None
+
+
+class SetupIpc:
+    """A private /dev/shm of 64 MiB, mounted on the host so it can be shared later."""
+
+    name = "ipc"
+
+    def do(self, ctx: StartContext) -> None:
+        mode = ctx.container.config.ipc_mode
+        if mode == "host":
+            ctx.ipc = "host"
+            ctx.mounts.append(bind_mount("/dev/shm", "/dev/shm", readonly=False))
+            return
+        shm = ctx.paths.shm
+        shm.mkdir(mode=0o700, exist_ok=True)
+        if not mounts.mounted_under(shm):
+            mounts.mount("shm", shm, "tmpfs",
+                         mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
+                         f"mode=1777,size={SHM_SIZE}")
+        ctx.ipc = "new"
+        ctx.mounts.append(bind_mount(str(shm), "/dev/shm", readonly=False))
+
+    def undo(self, ctx: StartContext) -> None:
+        mounts.unmount(ctx.paths.shm)
+        with contextlib.suppress(FileNotFoundError):
+            ctx.paths.shm.rmdir()
+        ctx.mounts = [m for m in ctx.mounts if m["destination"] != "/dev/shm"]
+
+
+class SetupMounts:
+    """Binds, tmpfs, and the engine-made /etc/hosts, /etc/resolv.conf, /etc/hostname."""
+
+    name = "mounts"
+
+    def do(self, ctx: StartContext) -> None:
+        c = ctx.container.config
+        p = ctx.paths
+        host = c.network_mode == "host"
+        if host:
+            hosts = _read("/etc/hosts") or hostfiles.hosts_content(hostname_of(ctx))
+        else:
+            hosts = hostfiles.hosts_content(hostname_of(ctx), None, ctx.link_hosts)
+        _write(p.hosts, hosts)
+        _write(p.resolv, hostfiles.resolv_content(hostfiles.read_host_resolv(),
+                                                  keep_loopback=host))
+        _write(p.hostname, hostname_of(ctx) + "\n")
+        for src, dst in ((p.hosts, "/etc/hosts"), (p.resolv, "/etc/resolv.conf"),
+                         (p.hostname, "/etc/hostname")):
+            ctx.mounts.append(bind_mount(str(src), dst, readonly=False))
+        for b in c.binds:
+            src = Path(b.source)
+            if not src.exists():
+                src.mkdir(parents=True, exist_ok=True)  # as ``docker run -v`` does
+            ctx.mounts.append(bind_mount(b.source, b.target, readonly=b.readonly))
+        for target, options in c.tmpfs.items():
+            opts = ["nosuid", "nodev", "noexec"] + [o for o in options.split(",") if o]
+            ctx.mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
+                               "options": opts})
+
+    def undo(self, ctx: StartContext) -> None:
+        for f in (ctx.paths.hosts, ctx.paths.resolv, ctx.paths.hostname):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        ctx.mounts = []
+
+
+class StartProcess:
+    """conmon runs ``runc create``; then ``runc start``; the process is running."""
+
+    name = "process"
+
+    def do(self, ctx: StartContext) -> None:
+        assert ctx.spec is not None
+        ctx.spec.ipc = ctx.ipc
+        ctx.spec.mounts = list(ctx.mounts)
+        write_spec(ctx.paths.bundle, build_spec(ctx.spec))
+        for f in (ctx.paths.exit_file, ctx.paths.pidfile, ctx.paths.conmon_pid):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        if ctx.interactive:
+            self._foreground(ctx)
+            return
+        assert ctx.monitor is not None
+        ctx.conmon_pid, ctx.pid = ctx.monitor.spawn(MonitorSpec(
+            cid=ctx.cid, bundle=ctx.paths.bundle, log=ctx.paths.log, pidfile=ctx.paths.pidfile,
+            conmon_pidfile=ctx.paths.conmon_pid, runtime_log=ctx.paths.runtime_log,
+            exit_dir=ctx.layout.exits, socket_dir=ctx.layout.sockets,
+            exit_command=ctx.exit_command))
+        ctx.runtime.start(ctx.cid, ctx.paths.runtime_log)
+
+    def _foreground(self, ctx: StartContext) -> None:
+        """``run -i``/``-t``: runc in the foreground owns the terminal; the caller monitors."""
+        ctx.foreground = subprocess.Popen(
+            ctx.runtime.run_args(ctx.cid, ctx.paths.bundle, ctx.paths.pidfile))
+        deadline = time.monotonic() + FOREGROUND_START_TIMEOUT
+        while not (pid := read_pid(ctx.paths.pidfile)):
+            if ctx.foreground.poll() is not None or time.monotonic() > deadline:
+                raise SystemFailure(f"runc run exited with status {ctx.foreground.returncode}")
+            time.sleep(0.002)
+        ctx.pid = pid
+
+    def undo(self, ctx: StartContext) -> None:
+        p = ctx.paths
+        ctx.runtime.kill(ctx.cid, "KILL", all_processes=True)
+        if ctx.foreground is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ctx.foreground.wait(timeout=10)
+        ctx.runtime.delete(ctx.cid)
+        stop_conmon(ctx.conmon_pid or read_pid(p.conmon_pid), ctx.cid)
+        for f in (p.exit_file, p.pidfile, p.conmon_pid, p.runtime_log):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        shutil.rmtree(ctx.layout.sockets / ctx.cid, ignore_errors=True)
+        remove_cgroups(ctx.cgroups_path)
+        ctx.pid = ctx.conmon_pid = 0
+
+
+START_PLAN = (VerifySettings(), MountRootfs(), InitializeNetworking(), SetupLinks(),
+              WorkingDirectory(), Environment(), CommandAndBundle(), SetupIpc(), SetupMounts(),
+              StartProcess())
+STEP_NAMES = tuple(s.name for s in START_PLAN)
+
+
+def hostname_of(ctx: StartContext) -> str:
+    c = ctx.container.config
+    if c.hostname:
+        return c.hostname
+    if c.network_mode == "host":
+        return os.uname().nodename
+    return c.id[:12]
+
+
+def bind_mount(source: str, target: str, *, readonly: bool) -> dict:
+    opts = ["rbind", "rprivate"] + (["ro"] if readonly else ["rw"])
+    return {"destination": target, "type": "bind", "source": source, "options": opts}
+
+
+def remove_cgroups(cgroups_path: str) -> None:
+    """Remove what runc may have left of the container's cgroups (idempotent)."""
+    rel = cgroups_path.strip("/")
+    controllers = sorted(CGROUP_BASE.iterdir()) if CGROUP_BASE.is_dir() else []
+    for controller in controllers:
+        path = controller / rel
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                # the last process may still be leaving the cgroup: give it a moment
+                if time.monotonic() > deadline:
+                    raise SystemFailure(f"cannot remove cgroup {path}: {exc.strerror}") from exc
+                time.sleep(0.01)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+    os.chmod(path, 0o644)
+
+
+def kill_exec_sessions(sessions: list[dict]) -> None:
+    for s in sessions:
+        pid = int(s.get("pid", 0))
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

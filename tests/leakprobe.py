@@ -1,0 +1,91 @@
+"""The leak probe: what a container may have left on the host after a failure or a removal.
+
+Reusable by any test: ``LeakProbe(layout).leaks(cid)`` lists every leftover it finds (mounts
+under the engine's root, network namespaces, cgroups, runc state, conmon or container
+processes, bundles, exit files, sockets, temporary files); an empty list means clean.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.paths import Layout
+
+CGROUP_BASE = Path("/sys/fs/cgroup")
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        return [line.split(" ", 5)[4].encode().decode("unicode_escape") for line in f]
+
+
+def _cmdlines() -> dict[int, bytes]:
+    out = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                out[int(entry.name)] = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+            except OSError:
+                continue
+    return out
+
+
+def _cgroup_members(cid: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if cid in Path(f"/proc/{entry.name}/cgroup").read_text():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class LeakProbe:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def mounts(self) -> list[str]:
+        root = str(self.layout.root)
+        run = str(self.layout.run)
+        return [m for m in _mount_points()
+                if m.startswith(root + "/") or m.startswith(run + "/")]
+
+    def temporary_files(self) -> list[str]:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.layout.root):
+            for name in dirnames + filenames:
+                if name.endswith(".tmp") or name.startswith((".tmp-", ".trash-")):
+                    found.append(os.path.join(dirpath, name))
+            # the image layers and container layers are the user's files, not ours
+            dirnames[:] = [d for d in dirnames if d not in ("rootfs", "diff")]
+        return found
+
+    def leaks(self, cid: str, *, removed: bool = False) -> list[str]:
+        """Leftovers of container ``cid``; with ``removed``, its folder must be gone too."""
+        found: list[str] = []
+        cpaths = self.layout.container(cid)
+        found += [f"mount {m}" for m in self.mounts()]
+        for ns in (Path("/run/netns").iterdir() if Path("/run/netns").is_dir() else ()):
+            if cid[:12] in ns.name:
+                found.append(f"netns {ns.name}")
+        if CGROUP_BASE.is_dir():
+            for controller in CGROUP_BASE.iterdir():
+                for candidate in controller.glob(f"**/{cid}"):
+                    found.append(f"cgroup {candidate}")
+        if (self.layout.runc_root / cid).exists():
+            found.append(f"runc state {self.layout.runc_root / cid}")
+        for pid, cmd in _cmdlines().items():
+            if b"conmon" in cmd.split(b"\0")[0] and cid.encode() in cmd:
+                found.append(f"conmon process {pid}")
+        found += [f"container process {pid}" for pid in _cgroup_members(cid)]
+        for path in (cpaths.bundle, cpaths.rootfs, cpaths.shm, cpaths.exit_file,
+                     cpaths.pidfile, cpaths.conmon_pid, self.layout.sockets / cid):
+            if path.exists():
+                found.append(f"file {path}")
+        if removed and cpaths.dir.exists():
+            found.append(f"container folder {cpaths.dir}")
+        found += [f"temporary file {t}" for t in self.temporary_files()]
+        return found

@@ -1,0 +1,28 @@
+"""Tear down an engine root after a test, whatever state the test left it in."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+from leakprobe import LeakProbe
+
+
+def teardown_root(root: Path) -> None:
+    from engine import CorralError, Engine
+    from engine import mounts as _mounts
+
+    eng = Engine(root, watch=False)
+    try:
+        for info in eng.list(all=True):
+            with contextlib.suppress(CorralError):
+                eng.remove(info["Id"], force=True)
+        leftover = LeakProbe(eng.layout).mounts()
+    finally:
+        eng.close()
+    # last resort, so one broken test cannot break the next run
+    for point in sorted(_mounts.mounted_under(root), key=len, reverse=True):
+        _mounts.unmount(Path(point))
+    shutil.rmtree(eng.layout.run, ignore_errors=True)
+    assert not leftover, f"mounts left under {root}: {leftover}"
