@@ -32,14 +32,19 @@ def _cmdlines() -> dict[int, bytes]:
 
 
 def _cgroup_members(cid: str) -> list[int]:
+    """Live processes in the container's cgroups. A zombie holds nothing but its pid, and
+    reaping it is the job of its parent (init, once conmon is gone), not the engine's."""
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if cid in Path(f"/proc/{entry.name}/cgroup").read_text():
-                    found.append(int(entry.name))
+                if cid not in Path(f"/proc/{entry.name}/cgroup").read_text():
+                    continue
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
             except OSError:
                 continue
+            if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
     return found
 
 

@@ -199,3 +199,18 @@ def test_none_network_has_only_loopback_up(engine, busybox) -> None:
     assert lines[0] == "lo"
     assert lines[1] in ("unknown", "up")
     assert lines[2] == cid[:12]
+
+
+def test_every_bundle_of_the_suite_is_validated_against_the_oci_schema() -> None:
+    """conftest sets CORRAL_VALIDATE_SPEC for the session (and its child processes), so each
+    config.json the engine writes is checked by engine.spec.write_spec before runc sees it."""
+    folder = Path(os.environ["CORRAL_VALIDATE_SPEC"])
+    assert (folder / "config-schema.json").is_file()
+    from engine.errors import SystemFailure
+    from engine.spec import SpecOptions, build_spec, validate_spec
+
+    spec = build_spec(SpecOptions(args=["/bin/true"], rootfs="/x"))
+    validate_spec(spec)
+    spec["process"]["user"]["uid"] = "root"
+    with pytest.raises(SystemFailure, match="invalid OCI config"):
+        validate_spec(spec)

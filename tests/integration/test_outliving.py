@@ -1,0 +1,97 @@
+"""Containers outlive the process that started them: conmon keeps the exit code and runs the
+exit command; a new engine reconciles what it finds with what runc and conmon report."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from engine import Engine
+from engine.store import read_json
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_exit_command_records_the_exit_with_no_engine_alive(root_dir, probe) -> None:
+    eng = Engine(root_dir, watch=False)
+    image = eng.images.busybox().name
+    cid = eng.create(image, ["/bin/sh", "-c", "sleep 0.3; exit 9"])
+    eng.start(cid)
+    state_file = eng.layout.container(cid).state
+    eng.close()
+    del eng
+    # nobody calls the engine: conmon's exit command alone moves the container to dead
+    wait_for(lambda: read_json(state_file)["status"] == "dead")
+    state = read_json(state_file)
+    assert state["exit_code"] == 9
+    assert probe.leaks(cid) == []
+
+
+def test_new_engine_finds_a_container_that_died_while_none_was_alive(root_dir, probe) -> None:
+    eng = Engine(root_dir, watch=False)
+    image = eng.images.busybox().name
+    cid = eng.create(image, ["/bin/sleep", "60"])
+    eng.start(cid)
+    info = eng.inspect(cid)["State"]
+    conmon_pid = eng.get(cid).state.conmon_pid
+    eng.close()
+    # the monitor and the process both die, so no exit command can run either
+    os.kill(conmon_pid, signal.SIGKILL)
+    os.kill(info["Pid"], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{info['Pid']}/stat")
+             or open(f"/proc/{info['Pid']}/stat").read().split(") ")[1][0] == "Z")
+    again = Engine(root_dir, watch=False)
+    try:
+        state = again.inspect(cid)["State"]
+        assert state["Status"] == "dead"
+        assert state["ExitCode"] == 255 and "lost" in state["Error"]
+        assert probe.leaks(cid) == []
+    finally:
+        again.close()
+
+
+def test_running_container_stays_running_across_engines(root_dir) -> None:
+    first = Engine(root_dir, watch=False)
+    image = first.images.busybox().name
+    cid = first.create(image, ["/bin/sleep", "60"], name="keeper")
+    first.start(cid)
+    pid = first.inspect(cid)["State"]["Pid"]
+    first.close()
+    second = Engine(root_dir)
+    try:
+        state = second.inspect("keeper")["State"]
+        assert state["Status"] == "running" and state["Pid"] == pid
+        second.stop("keeper", timeout=1)
+        assert second.inspect("keeper")["State"]["Status"] == "dead"
+    finally:
+        second.close()
+
+
+def test_interrupted_start_is_undone_by_the_next_engine(root_dir, probe) -> None:
+    eng = Engine(root_dir, watch=False)
+    image = eng.images.busybox().name
+    cid = eng.create(image, ["/bin/sleep", "60"])
+    # an engine that died half-way: state says starting, the rootfs mount is still there
+    c = eng.get(cid)
+    from engine.steps import MountRootfs
+
+    ctx = eng._context(c)
+    MountRootfs().do(ctx)
+    c.state.status = "starting"
+    eng._save(c)
+    eng.close()
+    assert probe.mounts()
+    again = Engine(root_dir, watch=False)
+    try:
+        state = again.inspect(cid)["State"]
+        assert state["Status"] == "dead" and state["ExitCode"] == 128
+        assert "interrupted" in state["Error"]
+        assert probe.leaks(cid) == []
+    finally:
+        again.close()
