@@ -212,7 +212,9 @@ class Engine:
     def events(self, *, since: float | None = None, until: float | None = None,
                follow: bool = False, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         if follow:
-            for ev in self.journal.follow(since=since, stop=stop):
+            # as ``docker events``: following without --since shows only what comes next
+            for ev in self.journal.follow(since=time.time() if since is None else since,
+                                          stop=stop):
                 if until is not None and ev.time > until:
                     return
                 yield ev
