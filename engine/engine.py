@@ -39,6 +39,7 @@ from states import (
 )
 
 from . import config as cfg
+from . import mounts
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -416,6 +417,33 @@ class Engine:
                         self._watcher.add(c)
             except (CorralError, OSError) as exc:
                 logger.warning("reconcile of {} failed: {}", cid, exc)
+        try:
+            self._sweep_orphans()
+        except (CorralError, OSError) as exc:
+            logger.warning("sweep of orphaned runtime state failed: {}", exc)
+
+    def _sweep_orphans(self) -> None:
+        """runc state and mounts whose container is not active: what a crash left behind."""
+        known = set(self._ids())
+        candidates = set()
+        with contextlib.suppress(FileNotFoundError):
+            candidates |= {e.name for e in os.scandir(self.layout.runc_root)}
+        prefix = str(self.layout.containers) + "/"
+        for point in mounts.mounted_under(self.layout.containers):
+            candidates.add(point[len(prefix):].split("/", 1)[0])
+        for cid in candidates:
+            if cid not in known:
+                if cfg.ID_RE.match(cid):
+                    self.runtime.delete(cid)
+                continue
+            paths = self.layout.container(cid)
+            with file_lock(paths.lock, blocking=False) as got:
+                if not got:
+                    continue
+                c = self._load(cid)
+                if c.state.status not in ACTIVE:
+                    logger.warning("container {}: cleaning up what a crash left", c.name)
+                    self._cleanup(c)
 
     def container_exited(self, ref: str) -> None:
         """Handle the exit of a container (run by conmon's exit command, or by the watcher)."""

@@ -95,3 +95,19 @@ def test_interrupted_start_is_undone_by_the_next_engine(root_dir, probe) -> None
         assert probe.leaks(cid) == []
     finally:
         again.close()
+
+
+def test_orphaned_mounts_of_a_dead_container_are_swept(root_dir, probe) -> None:
+    eng = Engine(root_dir, watch=False)
+    image = eng.images.busybox().name
+    cid = eng.create(image, ["/bin/true"])
+    from engine.steps import MountRootfs, SetupIpc
+
+    c = eng.get(cid)
+    ctx = eng._context(c)
+    MountRootfs().do(ctx)  # as if an undo had failed half-way, the container being created
+    SetupIpc().do(ctx)
+    eng.close()
+    assert len(probe.mounts()) == 2
+    Engine(root_dir, watch=False).close()
+    assert probe.leaks(cid) == []
