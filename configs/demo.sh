@@ -6,7 +6,7 @@ root=$2
 c() { echo "+ corral $*"; "$corral" --root "$root" "$@"; }
 trap '"$corral" --root "$root" rm -f demo >/dev/null 2>&1 || true' EXIT
 
-c image busybox
+"$corral" --root "$root" image inspect busybox >/dev/null 2>&1 || c image busybox
 c run --rm busybox sh -c 'echo "hello from $(hostname), pid $$ in its own namespace"; ls /'
 c run -d --name demo busybox sh -c 'trap "echo bye; exit 0" TERM; echo up; while true; do sleep 0.2; done'
 c ps

@@ -8,7 +8,13 @@ from loguru import logger
 
 from .engine import Engine, ExecResult
 from .errors import (
-    Conflict, CorralError, InvalidParameter, NotFound, NotModified, StartFailed, SystemFailure,
+    Conflict,
+    CorralError,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    StartFailed,
+    SystemFailure,
 )
 from .steps import STEP_NAMES
 

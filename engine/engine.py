@@ -116,7 +116,7 @@ class Engine:
         link = self.layout.names / ref
         with contextlib.suppress(OSError):
             return os.readlink(link)
-        if (self.layout.containers / ref / "config.json").exists():
+        if cfg.ID_RE.match(ref) and (self.layout.containers / ref / "config.json").exists():
             return ref
         if len(ref) <= 64 and all(ch in "0123456789abcdef" for ch in ref):
             found = [d for d in self._ids() if d.startswith(ref)]
@@ -548,15 +548,30 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         cid = self._resolve(ref)
         while True:
-            with self._locked(cid) as c:
-                self._reconcile_locked(c)
-                if c.state.status not in ACTIVE:
-                    return c.state.exit_code
-                conmon, pid = c.state.conmon_pid, c.state.pid
+            try:
+                with self._locked(cid) as c:
+                    self._reconcile_locked(c)
+                    if c.state.status not in ACTIVE:
+                        return c.state.exit_code
+                    conmon, pid = c.state.conmon_pid, c.state.pid
+            except NotFound:
+                # removed on exit (--rm), maybe by conmon's exit command: the journal knows
+                code = self._last_exit_code(cid)
+                if code is None:
+                    raise
+                return code
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise SystemFailure(f"timed out waiting for container {ref}")
             _wait_pid(conmon or pid, min(left, 1.0) if left is not None else 1.0)
+
+    def _last_exit_code(self, cid: str) -> int | None:
+        code = None
+        for ev in self.journal.read():
+            if ev.id == cid and ev.action == "die":
+                with contextlib.suppress(KeyError, ValueError):
+                    code = int(ev.attributes["exitCode"])
+        return code
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return self._load(self._resolve(ref)).inspect()
@@ -702,6 +717,8 @@ class _Transitions:
         e._save(c, event.model)
         e._emit("die", c, exitCode=str(c.state.exit_code), error=c.state.error)
         e._enter(c, DEAD)
+        if c.config.auto_remove:
+            self._auto_remove(event.model)
 
     def on_exit(self, event: Any) -> None:
         e, c = self.engine, self.c

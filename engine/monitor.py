@@ -44,6 +44,7 @@ class MonitorSpec:
     exit_dir: Path
     socket_dir: Path
     exit_command: list[str]
+    terminal: bool = False
 
 
 class Monitor:
@@ -62,6 +63,8 @@ class Monitor:
             "--runtime-arg", f"--log={m.runtime_log}", "--runtime-arg", "--log-format=json",
             "--log-level", "error",
         ]
+        if m.terminal:
+            args.append("-t")  # conmon holds the pseudo-terminal's master for runc
         if m.exit_command:
             args += ["--exit-command", m.exit_command[0]]
             for a in m.exit_command[1:]:

@@ -301,7 +301,7 @@ class StartProcess:
             cid=ctx.cid, bundle=ctx.paths.bundle, log=ctx.paths.log, pidfile=ctx.paths.pidfile,
             conmon_pidfile=ctx.paths.conmon_pid, runtime_log=ctx.paths.runtime_log,
             exit_dir=ctx.layout.exits, socket_dir=ctx.layout.sockets,
-            exit_command=ctx.exit_command))
+            exit_command=ctx.exit_command, terminal=ctx.container.config.tty))
         ctx.runtime.start(ctx.cid, ctx.paths.runtime_log)
 
     def _foreground(self, ctx: StartContext) -> None:

@@ -4,7 +4,7 @@
     ├── TransitionConflict    the state forbids the trigger (paused, removing, running, ...)
     └── TransitionNotModified the trigger has nothing to do (start of a running container)
 
-The engine's error hierarchy subclasses these, so a caller catches one class for both layers.
+The engine maps them once, with ``raise ... from``, to its own ``Conflict`` and ``NotModified``.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 ``Lifecycle`` is the model. The engine hands it a delegate whose ``before_<trigger>`` methods
 run before the state changes (a side effect that fails leaves the state as it was, as in
-containerd) and whose ``on_<trigger>`` methods run as the transition's ``after`` callbacks: the ``start`` transition's callback runs the start plan
-and then fires ``started`` or ``fail``; the failure callback carries out the cleanup. Refusals
-come from the table as typed errors, never as a silent ``False``.
+containerd) and whose ``on_<trigger>`` methods run as the transition's ``after`` callbacks:
+the ``start`` transition's callback runs the start plan and then fires ``started`` or
+``fail``; the failure callback carries out the cleanup. Refusals come from the table as typed
+errors, never as a silent ``False``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import signal
 import time
 
 from engine import Engine
+from engine.runtime import process_alive
 from engine.store import read_json
 
 
@@ -44,8 +45,7 @@ def test_new_engine_finds_a_container_that_died_while_none_was_alive(root_dir, p
     # the monitor and the process both die, so no exit command can run either
     os.kill(conmon_pid, signal.SIGKILL)
     os.kill(info["Pid"], signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{info['Pid']}/stat")
-             or open(f"/proc/{info['Pid']}/stat").read().split(") ")[1][0] == "Z")
+    wait_for(lambda: not process_alive(info["Pid"]))
     again = Engine(root_dir, watch=False)
     try:
         state = again.inspect(cid)["State"]

@@ -1,0 +1,810 @@
+"""The ``corral`` command line: Docker's verbs and flags over ``engine.Engine``.
+
+Every command opens its own ``Engine(root, watch=False)``: the CLI is a short-lived process,
+and containers outlive it because conmon watches them and runs ``corral container-exited ID``
+when they exit. Errors the engine raises on purpose (``CorralError``) are printed as one line
+on stderr, never as a traceback; the exit statuses follow Docker's (125 when ``run`` or
+``create`` fails before the container runs, the container's own code otherwise).
+
+Startup time matters (``corral run --rm busybox true`` is benchmarked), so modules that only
+some commands need are imported inside those commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import CorralError, InvalidParameter, NotFound, NotModified, StartFailed
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .engine import Engine
+
+EXIT_ENGINE_ERROR = 125  # docker run/create: the daemon failed before the container ran
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+EXIT_INTERRUPTED = 130
+LOG_LEVELS = {"trace": "TRACE", "debug": "DEBUG", "info": "INFO", "warning": "WARNING",
+              "warn": "WARNING", "error": "ERROR", "critical": "CRITICAL", "fatal": "CRITICAL"}
+ZERO_TIME_PREFIX = "0001-01-01"
+
+
+class _Usage(Exception):
+    """A usage error found after parsing (argparse's own exit 2 cannot see it)."""
+
+
+# -- output helpers -------------------------------------------------------------------------
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _one_line(message: object) -> str:
+    # runc and conmon messages may span lines; a script reading our stderr expects one
+    return " ".join(str(message).split()) or type(message).__name__
+
+
+def _error(message: object) -> None:
+    sys.stderr.write(f"Error: {_one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Columns as Docker's tabwriter lays them out: at least 10 wide, 3 spaces of padding."""
+    rows = [list(r) for r in rows]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    widths = [max(10, w + 3) for w in widths]
+    for r in [list(headers), *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(r[:-1])]
+        _out(("".join(cells) + r[-1]).rstrip())
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's ``units.HumanDuration`` ("Less than a second", "3 seconds", "About an hour")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def human_size(size: float) -> str:
+    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, e.g. ``1.23MB``."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def _epoch(stamp: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time; None for Go's zero time or garbage."""
+    from datetime import datetime
+
+    if not stamp or stamp.startswith(ZERO_TIME_PREFIX):
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
+def _ago(stamp: str, now: float) -> str:
+    t = _epoch(stamp)
+    return "" if t is None else f"{human_duration(max(0.0, now - t))} ago"
+
+
+def container_status(info: dict[str, Any], now: float) -> str:
+    """The STATUS column of ``docker ps``."""
+    state = info["State"]
+    started, finished = _epoch(info.get("StartedAt", "")), _epoch(info.get("FinishedAt", ""))
+    if state in ("running", "paused"):
+        up = f"Up {human_duration(max(0.0, now - started))}" if started else "Up"
+        return f"{up} (Paused)" if state == "paused" else up
+    if state == "dead":
+        exited = f"Exited ({info.get('ExitCode', 0)})"
+        return f"{exited} {human_duration(max(0.0, now - finished))} ago" if finished else exited
+    return {"created": "Created", "starting": "Starting",
+            "removing": "Removal In Progress"}.get(state, state.capitalize())
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- engine access --------------------------------------------------------------------------
+
+
+def _engine(args: argparse.Namespace, **kwargs: Any) -> Engine:
+    from .engine import Engine
+
+    kwargs.setdefault("watch", False)
+    return Engine(args.root, **kwargs)
+
+
+def _each(refs: Sequence[str], action: Callable[[str], object], echo: bool = True) -> int:
+    """Apply ``action`` to every ref as Docker does: report each failure, go on, exit 1."""
+    status = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except CorralError as exc:
+            _error(exc)
+            status = 1
+            continue
+        if echo:
+            _out(ref)
+    return status
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from .logs import parse_since
+
+    return parse_since(value)
+
+
+def _write_record(record: Any, timestamps: bool) -> None:
+    from .logs import format_record
+
+    stream = sys.stderr if record.stream == "stderr" else sys.stdout
+    stream.write(format_record(record, timestamps))
+    stream.flush()
+
+
+def _exit_code(eng: Engine, cid: str, since: float) -> int:
+    """The container's exit code once it has exited.
+
+    With ``--rm`` the container may be gone before we ask (conmon's exit command removes it);
+    its ``die`` event in the journal still has the code.
+    """
+    try:
+        return eng.wait(cid)
+    except NotFound:
+        pass
+    code = None
+    for ev in eng.events(since=since, follow=False):
+        if ev.id == cid and ev.action == "die":
+            code = ev.attributes.get("exitCode")
+    if code is None:
+        raise NotFound(f"container {cid[:12]} was removed before its exit code could be read")
+    return int(code)
+
+
+def _attach(eng: Engine, cid: str, since: float, *, only_new: bool = False) -> int:
+    """Copy the container's output to ours, by stream, until it exits; its exit code.
+
+    ``only_new``: skip what an earlier run of the container wrote (``start -a``).
+    """
+    log_since = None
+    if only_new:
+        from datetime import UTC, datetime
+
+        log_since = datetime.fromtimestamp(since, UTC)
+    try:
+        records = eng.logs(cid, follow=True, since=log_since)
+        for record in records:
+            _write_record(record, False)
+    except NotFound:
+        pass  # already exited and removed: the code is still in the journal
+    return _exit_code(eng, cid, since)
+
+
+# -- container options (create and run) -----------------------------------------------------
+
+
+def _env_items(values: list[str], files: list[str]) -> list[str]:
+    """``-e`` and ``--env-file`` entries; a bare ``KEY`` takes the caller's value, as Docker."""
+    items: list[str] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise InvalidParameter(f"cannot read env file {path}: {exc.strerror}") from exc
+        items += [ln for ln in (raw.strip() for raw in lines) if ln and not ln.startswith("#")]
+    items += values
+    out = []
+    for item in items:
+        if item and "=" not in item:
+            if item in os.environ:
+                out.append(f"{item}={os.environ[item]}")
+            continue  # unset in the caller: dropped, as Docker does
+        out.append(item)  # the engine checks the rest (``=x`` is refused there)
+    return out
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        if not key.strip():
+            raise InvalidParameter(f"invalid label: {item!r}: the key cannot be empty")
+        labels[key] = value
+    return labels
+
+
+def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``Engine.create``; unset options keep the engine's defaults."""
+    kw: dict[str, Any] = {
+        "env": _env_items(args.env, args.env_file), "volumes": args.volume,
+        "tmpfs": args.tmpfs, "links": args.link, "labels": _labels(args.label),
+        "auto_remove": args.rm, "tty": args.tty, "interactive": args.interactive,
+        "readonly_rootfs": args.read_only,
+    }
+    optional = {"name": args.name, "working_dir": args.workdir, "hostname": args.hostname,
+                "user": args.user, "network": args.network, "ipc": args.ipc,
+                "memory": args.memory, "cpus": args.cpus, "cpu_shares": args.cpu_shares,
+                "pids_limit": args.pids_limit, "restart": args.restart,
+                "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout}
+    kw.update({k: v for k, v in optional.items() if v is not None})
+    return kw
+
+
+def _add_container_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro|rw]")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTIONS]")
+    p.add_argument("--name")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("-u", "--user")
+    p.add_argument("--network", "--net", help="none or host")
+    p.add_argument("--ipc", help="private, shareable or host")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--cpus")
+    p.add_argument("-c", "--cpu-shares", type=int)
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--restart", help="no, always, on-failure[:N], unless-stopped")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _start_failure_status(exc: CorralError) -> int:
+    """Docker's ``run`` statuses: 127 command not found, 126 cannot invoke, else 125."""
+    if isinstance(exc, StartFailed) and exc.step == "process":
+        text = str(exc).lower()
+        if "executable file not found" in text or "no such file or directory" in text:
+            return EXIT_NOT_FOUND
+        if "permission denied" in text or "is a directory" in text:
+            return EXIT_CANNOT_INVOKE
+    return EXIT_ENGINE_ERROR
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    _out(eng.create(args.image, args.command or None, **_create_kwargs(args)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.tty and not args.detach and not sys.stdin.isatty():
+        raise InvalidParameter("the input device is not a TTY")
+    since = time.time()
+    eng = _engine(args)
+    cid = eng.create(args.image, args.command or None, **_create_kwargs(args))
+    if (args.interactive or args.tty) and not args.detach:
+        return _run_interactive(eng, cid, args)
+    try:
+        eng.start(cid)
+    except CorralError as exc:
+        args.error_status = _start_failure_status(exc)
+        if args.rm:  # as Docker's start: a container that never ran is removed with --rm
+            _quietly(lambda: eng.remove(cid, force=True))
+        raise
+    args.error_status = 1  # from here on the container exists and has run
+    if args.detach:
+        _out(cid)
+        return 0
+    return _attach(eng, cid, since)
+
+
+def _run_interactive(eng: Engine, cid: str, args: argparse.Namespace) -> int:
+    try:
+        ctx = eng.start_interactive(cid)
+    except CorralError as exc:
+        args.error_status = _start_failure_status(exc)
+        if args.rm:
+            _quietly(lambda: eng.remove(cid, force=True))
+        raise
+    args.error_status = 1
+    return _wait_foreground(eng, ctx)
+
+
+def _wait_foreground(eng: Engine, ctx: Any) -> int:
+    import signal
+
+    # runc in the foreground forwards ^C to the container: the container decides, and we
+    # stay to collect its exit instead of leaving it behind
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return eng.wait_interactive(ctx)
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    from loguru import logger
+
+    try:
+        action()
+    except CorralError as exc:
+        logger.warning("{}", exc)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    if not (args.attach or args.interactive):
+        def start(ref: str) -> None:
+            with contextlib.suppress(NotModified):  # running already: Docker says nothing
+                eng.start(ref)
+
+        return _each(args.containers, start)
+    if len(args.containers) != 1:
+        raise _Usage("you cannot start and attach multiple containers at once")
+    ref = args.containers[0]
+    if args.interactive or eng.inspect(ref)["Config"]["Tty"]:
+        return _wait_foreground(eng, eng.start_interactive(ref))
+    since = time.time()
+    cid = eng.inspect(ref)["Id"]
+    with contextlib.suppress(NotModified):  # running already: attach to it
+        eng.start(cid)
+    return _attach(eng, cid, since, only_new=True)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, lambda ref: eng.stop(ref, args.time))
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, lambda ref: eng.restart(ref, args.time))
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, lambda ref: eng.kill(ref, args.signal))
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, eng.pause)
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, eng.unpause)
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, lambda ref: eng.remove(ref, force=args.force))
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.containers, lambda ref: _out(str(eng.wait(ref))), echo=False)
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    infos = eng.list(all=args.all)
+    if args.latest:
+        infos = infos[:1]
+    elif args.last is not None:
+        infos = infos[: args.last]
+    if args.quiet:
+        for info in infos:
+            _out(info["Id"] if args.no_trunc else info["Id"][:12])
+        return 0
+    now = time.time()
+    rows = []
+    for info in infos:
+        command = info["Command"] if args.no_trunc else _ellipsis(info["Command"], 20)
+        rows.append([info["Id"] if args.no_trunc else info["Id"][:12], info["Image"],
+                     f'"{command}"', _ago(info["Created"], now), container_status(info, now),
+                     info["Name"]])
+    _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    tail = None
+    if args.tail not in (None, "all"):
+        try:
+            tail = int(args.tail)
+        except ValueError as exc:
+            raise InvalidParameter(f"invalid value for --tail: {args.tail!r}") from exc
+        if tail < 0:
+            tail = None  # Docker: a negative tail means all
+    records = eng.logs(args.container, follow=args.follow, tail=tail,
+                       since=_parse_time(args.since), until=_parse_time(args.until))
+    for record in records:
+        _write_record(record, args.timestamps)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    eng = _engine(args)
+    found, status = [], 0
+    for ref in args.objects:
+        try:
+            if args.type != "image":
+                try:
+                    found.append(eng.inspect(ref))
+                    continue
+                except NotFound:
+                    if args.type == "container":
+                        raise
+            found.append(eng.images.get(ref).to_dict())
+        except NotFound as exc:
+            _error(exc if args.type else f"No such object: {ref}")
+            status = 1
+        except CorralError as exc:
+            _error(exc)
+            status = 1
+    _out(json.dumps(found, indent=4))
+    return status
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.command:
+        raise _Usage("exec needs a container and a command")
+    if args.tty and not sys.stdin.isatty():
+        raise InvalidParameter("the input device is not a TTY")
+    if not args.interactive:
+        # Docker does not pass stdin without -i; the runtime would otherwise inherit ours
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    eng = _engine(args)
+    result = eng.exec(args.container, args.command, tty=args.tty,
+                      env=_env_items(args.env, args.env_file), workdir=args.workdir,
+                      user=args.user)
+    return result.exit_code
+
+
+def _event_filter(items: list[str]) -> Callable[[Any], bool]:
+    """Docker's ``--filter key=value``: same keys combine with OR, different keys with AND."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = {"event": "action", "container": "id"}.get(key, key)
+        if not sep or key not in ("type", "action", "id", "name"):
+            raise InvalidParameter(f"invalid filter {item!r}: expected type=, event=, "
+                                   "container= or name= with a value")
+        wanted.setdefault(key, set()).add(value)
+
+    def test(ev: Any) -> bool:
+        for key, values in wanted.items():
+            if key == "id":  # a container filter takes a name or an id prefix, as Docker
+                name = ev.attributes.get("name", "")
+                if not any(ev.id.startswith(v) or name == v for v in values):
+                    return False
+            elif key == "name":
+                if ev.attributes.get("name") not in values:
+                    return False
+            elif getattr(ev, key) not in values:
+                return False
+        return True
+
+    return test
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    as_json = args.format in ("json", "{{json .}}")
+    if args.format and not as_json:
+        raise InvalidParameter(f"unsupported format {args.format!r}: only json is")
+    wanted = _event_filter(args.filter)
+    eng = _engine(args)
+    now = time.time()
+    since = _parse_time(args.since)
+    until = _parse_time(args.until)
+    since_ts = since.timestamp() if since else None
+    until_ts = until.timestamp() if until else None
+    follow = not args.no_follow and (until_ts is None or until_ts > now)
+    if follow:
+        # as Docker: without --since only what happens from now on
+        events = eng.events(since=now if since_ts is None else since_ts, until=until_ts,
+                            follow=True,
+                            stop=(lambda: time.time() > until_ts) if until_ts else None)
+    else:
+        events = eng.events(since=since_ts, until=until_ts, follow=False)
+    for ev in events:
+        if not wanted(ev):
+            continue
+        if as_json:
+            _out(json.dumps(ev.to_dict()))
+        else:
+            stamp = datetime.fromtimestamp(ev.time).astimezone().isoformat(
+                timespec="microseconds")
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(ev.attributes.items()))
+            _out(f"{stamp} {ev.type} {ev.action} {ev.id}" + (f" ({attrs})" if attrs else ""))
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_container_exited(args: argparse.Namespace) -> int:
+    """What conmon's exit command runs; silent, and 0 even if the container is gone."""
+    from loguru import logger
+
+    try:
+        _engine(args, reconcile=False).container_exited(args.id)
+    except CorralError as exc:
+        logger.debug("container-exited {}: {}", args.id, exc)
+    return 0
+
+
+def cmd_image_import(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    src = args.source
+    name = args.name or _image_name_from(src)
+    if src == "-":
+        image = eng.images.import_tar(sys.stdin.buffer, name)
+    elif os.path.isdir(src):
+        image = eng.images.import_dir(src, name)
+    elif os.path.exists(src):
+        image = eng.images.import_tar(src, name)
+    else:
+        raise NotFound(f"cannot import {src}: no such file or directory")
+    _out(image.id)
+    return 0
+
+
+def _image_name_from(src: str) -> str:
+    """``docker import`` leaves an image unnamed; our images need a name: the file's stem."""
+    import re
+
+    base = os.path.basename(os.path.normpath(src)) if src != "-" else ""
+    base = re.sub(r"\.(tar(\.(gz|bz2|xz))?|tgz|tbz2?|txz)$", "", base).lower()
+    base = re.sub(r"[^a-z0-9_.-]+", "-", base).strip("-._")
+    return base or "imported"
+
+
+def cmd_image_busybox(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    _out(eng.images.busybox(args.name).id)
+    return 0
+
+
+def cmd_image_ls(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    images = sorted(eng.images.list(), key=lambda img: img.created, reverse=True)
+    if args.quiet:
+        for img in images:
+            _out(img.id if args.no_trunc else img.short_id)
+        return 0
+    now = time.time()
+    _table(["NAME", "ID", "CREATED", "SIZE"],
+           [[img.name, img.id if args.no_trunc else img.short_id, _ago(img.created, now),
+             human_size(img.size)] for img in images])
+    return 0
+
+
+def cmd_image_rm(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+
+    def remove(ref: str) -> None:
+        img = eng.image_remove(ref)
+        _out(f"Untagged: {img.name}")
+        _out(f"Deleted: {img.id}")
+
+    return _each(args.images, remove, echo=False)
+
+
+def cmd_image_inspect(args: argparse.Namespace) -> int:
+    args.objects, args.type = args.images, "image"
+    return cmd_inspect(args)
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corral", description="A container engine in which every container is a finite "
+        "state machine.")
+    parser.add_argument("--root", default=None,
+                        help="state directory (default: $CORRAL_ROOT or /var/lib/corral)")
+    parser.add_argument("--log-level", default="warning", type=str.lower,
+                        choices=sorted(LOG_LEVELS), metavar="LEVEL",
+                        help="debug, info, warning (default), error or critical")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str | None,
+            *, aliases: Sequence[str] = (), sp: Any = sub, **kw: Any) -> argparse.ArgumentParser:
+        extra = {"help": help_} if help_ is not None else {}  # no help: hidden from the list
+        p = sp.add_parser(name, aliases=list(aliases), description=help_, **extra, **kw)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("create", cmd_create, "create a container", add_help=False)
+    _add_container_options(p)
+    p.set_defaults(error_status=EXIT_ENGINE_ERROR)
+
+    p = add("run", cmd_run, "create and start a container", add_help=False)
+    p.add_argument("-d", "--detach", action="store_true", help="print the id and return")
+    _add_container_options(p)
+    p.set_defaults(error_status=EXIT_ENGINE_ERROR)
+
+    p = add("start", cmd_start, "start containers")
+    p.add_argument("-a", "--attach", action="store_true", help="follow the output until exit")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    for name, func, help_ in (("stop", cmd_stop, "stop containers (signal, wait, SIGKILL)"),
+                              ("restart", cmd_restart, "restart containers")):
+        p = add(name, func, help_)
+        p.add_argument("-t", "--time", type=float, default=None,
+                       help="seconds to wait before killing")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = add("kill", cmd_kill, "send a signal to containers")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    for name, func, help_ in (("pause", cmd_pause, "freeze containers"),
+                              ("unpause", cmd_unpause, "thaw containers")):
+        p = add(name, func, help_)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = add("rm", cmd_rm, "remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="stop running ones first")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = add("wait", cmd_wait, "wait for containers to exit; print their exit codes")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    p = add("ps", cmd_ps, "list containers", aliases=("ls",))
+    p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-l", "--latest", action="store_true")
+    p.add_argument("-n", "--last", type=int, default=None)
+
+    p = add("logs", cmd_logs, "print a container's output")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", default=None, help="lines from the end, or all")
+    p.add_argument("--since", help="timestamp (RFC 3339, unix seconds) or duration (10m)")
+    p.add_argument("--until", help="timestamp (RFC 3339, unix seconds) or duration (10m)")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("container")
+
+    p = add("inspect", cmd_inspect, "print containers or images as JSON")
+    p.add_argument("--type", choices=("container", "image"), default=None)
+    p.add_argument("objects", nargs="+", metavar="NAME|ID")
+
+    p = add("events", cmd_events, "print events (follows until --until or interrupted)")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("--no-follow", action="store_true", help="print past events and return")
+    p.add_argument("--follow", action="store_true", help="the default")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="type, event, container or name")
+    p.add_argument("--format", help="json")
+
+    p = add("exec", cmd_exec, "run a command in a running container", add_help=False)
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+    p = add("image", lambda a: 0, "manage images")
+    isub = p.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
+    ip = add("import", cmd_image_import, "import a root filesystem (directory or tar, - for "
+             "stdin); print its id", sp=isub)
+    ip.add_argument("source", metavar="SRC")
+    ip.add_argument("name", nargs="?", metavar="NAME")
+    ip = add("ls", cmd_image_ls, "list images", sp=isub, aliases=("list",))
+    ip.add_argument("-q", "--quiet", action="store_true")
+    ip.add_argument("--no-trunc", action="store_true")
+    ip = add("rm", cmd_image_rm, "remove images", sp=isub, aliases=("remove",))
+    ip.add_argument("images", nargs="+", metavar="IMAGE")
+    ip = add("inspect", cmd_image_inspect, "print images as JSON", sp=isub)
+    ip.add_argument("images", nargs="+", metavar="IMAGE")
+    ip = add("busybox", cmd_image_busybox, "build an image from the host's static busybox",
+             sp=isub)
+    ip.add_argument("name", nargs="?", default="busybox", metavar="NAME")
+
+    p = add("images", cmd_image_ls, "list images (image ls)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+
+    p = add("container-exited", cmd_container_exited, None)
+    p.add_argument("id")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=LOG_LEVELS[level],
+               format="{time:HH:mm:ss.SSS} {level} {name}: {message}")
+    logger.enable("engine")
+    logger.enable("states")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``corral`` command; return its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    _setup_logging(args.log_level)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except CorralError as exc:
+        _error(exc)
+        return getattr(args, "error_status", 1)
+    except _Usage as exc:
+        _error(exc)
+        return 2
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (``corral logs x | head``): quiet, as other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if args.log_level in ("debug", "trace"):
+            import traceback
+
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc}")
+        return 1
