@@ -63,3 +63,12 @@ def test_probe_sees_what_a_running_container_holds(engine, busybox, probe) -> No
     assert {"mount", "cgroup", "runc", "conmon", "container", "file"} <= kinds
     engine.remove(cid, force=True)
     assert probe.leaks(cid, removed=True) == []
+
+
+def test_library_is_silent_even_when_undo_logs(engine, busybox, capfd) -> None:
+    cid = engine.create(busybox, ["/bin/true"])
+    engine.fail_points = {"process"}
+    with pytest.raises(StartFailed):
+        engine.start(cid)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
