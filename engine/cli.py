@@ -258,11 +258,12 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {
         "env": _env_items(args.env, args.env_file), "volumes": args.volume,
         "tmpfs": args.tmpfs, "links": args.link, "labels": _labels(args.label),
+        "publish": args.publish, "dns": args.dns, "expose": args.expose,
         "auto_remove": args.rm, "tty": args.tty, "interactive": args.interactive,
         "readonly_rootfs": args.read_only,
     }
     optional = {"name": args.name, "working_dir": args.workdir, "hostname": args.hostname,
-                "user": args.user, "network": args.network, "ipc": args.ipc,
+                "user": args.user, "network": args.network, "ipc": args.ipc, "ip": args.ip,
                 "memory": args.memory, "cpus": args.cpus, "cpu_shares": args.cpu_shares,
                 "pids_limit": args.pids_limit, "restart": args.restart,
                 "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout}
@@ -280,7 +281,13 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir")
     p.add_argument("-h", "--hostname")
     p.add_argument("-u", "--user")
-    p.add_argument("--network", "--net", help="none or host")
+    p.add_argument("--network", "--net",
+                   help="bridge (default), host, none, container:NAME or a network's name")
+    p.add_argument("--ip", help="a static address on the container's bridge network")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[HOSTIP:]HOSTPORT:PORT[/PROTO]")
+    p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    p.add_argument("--dns", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--ipc", help="private, shareable or host")
     p.add_argument("-m", "--memory")
     p.add_argument("--cpus")
@@ -643,6 +650,37 @@ def cmd_image_inspect(args: argparse.Namespace) -> int:
     return cmd_inspect(args)
 
 
+def cmd_network_create(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    _out(eng.network_create(args.name, subnet=args.subnet, gateway=args.gateway,
+                            labels=_labels(args.label)).id)
+    return 0
+
+
+def cmd_network_ls(args: argparse.Namespace) -> int:
+    nets = _engine(args).network_list()
+    if args.quiet:
+        for net in nets:
+            _out(net.id[:12])
+        return 0
+    _table(["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"],
+           [[n.id[:12], n.name, n.driver, n.subnet, n.bridge] for n in nets])
+    return 0
+
+
+def cmd_network_rm(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    return _each(args.networks, eng.network_remove)
+
+
+def cmd_network_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    eng = _engine(args)
+    _out(json.dumps([eng.network_inspect(n) for n in args.networks], indent=4))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -756,6 +794,20 @@ def build_parser() -> argparse.ArgumentParser:
     ip = add("busybox", cmd_image_busybox, "build an image from the host's static busybox",
              sp=isub)
     ip.add_argument("name", nargs="?", default="busybox", metavar="NAME")
+
+    p = add("network", lambda a: 0, "manage networks")
+    nsub = p.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
+    np_ = add("create", cmd_network_create, "create a bridge network; print its id", sp=nsub)
+    np_.add_argument("--subnet", help="CIDR, e.g. 10.90.0.0/24 (default: a free one)")
+    np_.add_argument("--gateway")
+    np_.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    np_.add_argument("name", metavar="NAME")
+    np_ = add("ls", cmd_network_ls, "list networks", sp=nsub, aliases=("list",))
+    np_.add_argument("-q", "--quiet", action="store_true")
+    np_ = add("rm", cmd_network_rm, "remove networks", sp=nsub, aliases=("remove",))
+    np_.add_argument("networks", nargs="+", metavar="NETWORK")
+    np_ = add("inspect", cmd_network_inspect, "print networks as JSON", sp=nsub)
+    np_.add_argument("networks", nargs="+", metavar="NETWORK")
 
     p = add("images", cmd_image_ls, "list images (image ls)")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -17,7 +17,8 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 NAME_MAX = 128
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")
-NETWORK_MODES = ("none", "host")
+FIXED_NETWORK_MODES = ("none", "host")
+DEFAULT_NETWORK_MODE = "bridge"
 IPC_MODES = ("private", "shareable", "host")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's lower bound
@@ -86,6 +87,22 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
     target, _, options = spec.partition(":")
     check_target(target, spec)
     return target, options
+
+
+def parse_link(spec: str) -> tuple[str, str]:
+    """``name[:alias]``, as ``docker run --link``."""
+    name, _, alias = spec.partition(":")
+    if not name or not NAME_RE.match(name.lstrip("/")) or (alias and not NAME_RE.match(alias)):
+        raise InvalidParameter(f"invalid link specification: {spec!r}")
+    return name.lstrip("/"), alias or name.lstrip("/")
+
+
+def parse_expose(spec: str) -> str:
+    """``port[/proto]``."""
+    port, _, proto = spec.partition("/")
+    if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("", "tcp", "udp"):
+        raise InvalidParameter(f"invalid port to expose: {spec!r}")
+    return f"{int(port)}/{proto or 'tcp'}"
 
 
 def parse_memory(value: str | int | None) -> int | None:
@@ -161,7 +178,11 @@ class ContainerConfig:
     tty: bool = False
     open_stdin: bool = False
     labels: dict[str, str] = field(default_factory=dict)
-    network_mode: str = "none"
+    network_mode: str = DEFAULT_NETWORK_MODE
+    ip: str = ""
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    expose: list[str] = field(default_factory=list)
     ipc_mode: str = "private"
     binds: list[Bind] = field(default_factory=list)
     tmpfs: dict[str, str] = field(default_factory=dict)

@@ -35,6 +35,8 @@ class ContainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     exec_sessions: list[dict[str, Any]] = field(default_factory=list)
+    ip: str = ""
+    network: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +108,10 @@ class Container:
                           for b in c.binds],
                 "Tmpfs": dict(c.tmpfs),
                 "Links": list(c.links),
+                "Dns": list(c.dns),
+                "PortBindings": {f"{p['container_port']}/{p['proto']}": [
+                    {"HostIp": p["host_ip"], "HostPort": str(p["host_port"])}]
+                    for p in c.ports},
                 "Memory": c.memory or 0,
                 "NanoCpus": int((c.cpus or 0) * 1e9),
                 "CpuShares": c.cpu_shares or 0,
@@ -122,6 +128,13 @@ class Container:
                 {"Type": "tmpfs", "Source": "", "Destination": t, "RW": True, "Mode": o}
                 for t, o in c.tmpfs.items()
             ],
+            "NetworkSettings": {
+                "IPAddress": s.ip,
+                "Networks": {s.network: {"IPAddress": s.ip}} if s.network else {},
+                "Ports": {f"{p['container_port']}/{p['proto']}": [
+                    {"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
+                    for p in c.ports},
+            },
             "StartSteps": list(s.steps),
             "History": list(s.history),
             "ExecIDs": [e.get("id") for e in s.exec_sessions] or None,

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import mounts
+from . import mounts, netsteps
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -56,6 +56,7 @@ from .images import Image, ImageStore
 from .logs import LogRecord, read_logs
 from .monitor import Monitor, find_conmon, is_conmon_of, read_exit_code
 from .names import generate_name
+from .networks import DEFAULT_NETWORK, Network, NetworkStore
 from .paths import Layout
 from .runtime import Runtime, find_runtime, process_alive
 from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
@@ -103,6 +104,8 @@ class Engine:
         self.fail_points: set[str] = set(fail_points or ()) | _fail_points_from_env()
         self._hooks: dict[str, list[Hook]] = {}
         self._deaths_seen: set[tuple[str, str]] = set()  # (id, started_at) given to hooks
+        self.networks = NetworkStore(self.layout)
+        self._firewall: Any = None
         self._watcher: _ExitWatcher | None = _ExitWatcher(self) if watch else None
         if reconcile:
             self.reconcile()
@@ -227,7 +230,9 @@ class Engine:
     def create(self, image: str, cmd: list[str] | None = None, *, name: str | None = None,
                env: list[str] | tuple[str, ...] = (), volumes: list[str] | tuple[str, ...] = (),
                tmpfs: list[str] | tuple[str, ...] = (), working_dir: str = "",
-               hostname: str = "", user: str = "", network: str = "none",
+               hostname: str = "", user: str = "", network: str = cfg.DEFAULT_NETWORK_MODE,
+               ip: str = "", publish: list[str] | tuple[str, ...] = (),
+               dns: list[str] | tuple[str, ...] = (), expose: list[str] | tuple[str, ...] = (),
                ipc: str = "private", memory: str | int | None = None,
                cpus: str | float | None = None, cpu_shares: int | None = None,
                pids_limit: int | None = None, restart: str = "no", auto_remove: bool = False,
@@ -238,9 +243,8 @@ class Engine:
         """Create a container; return its id. Everything is checked before anything is written."""
         name = cfg.check_name(name) if name is not None else generate_name()
         img: Image = self.images.get(image)
-        if network not in cfg.NETWORK_MODES:
-            raise InvalidParameter(f"invalid network mode: {network!r} (supported: "
-                                   f"{', '.join(cfg.NETWORK_MODES)})")
+        network = network or cfg.DEFAULT_NETWORK_MODE
+        ports = self._check_network(network, ip, publish, dns)
         if ipc not in cfg.IPC_MODES:
             raise InvalidParameter(f"invalid IPC mode: {ipc!r}")
         if working_dir and not working_dir.startswith("/"):
@@ -258,7 +262,9 @@ class Engine:
             working_dir=working_dir or "/", hostname=hostname, user=user or "0:0", tty=tty,
             open_stdin=interactive, labels=dict(labels or {}), network_mode=network,
             ipc_mode=ipc, binds=[Bind.parse(v) for v in volumes], tmpfs=tmpfs_map,
-            links=list(links), memory=cfg.parse_memory(memory), cpus=cfg.parse_cpus(cpus),
+            links=[":".join(cfg.parse_link(x)) for x in links], ip=ip, ports=ports,
+            dns=list(dns), expose=[cfg.parse_expose(x) for x in expose],
+            memory=cfg.parse_memory(memory), cpus=cfg.parse_cpus(cpus),
             cpu_shares=cpu_shares, pids_limit=pids_limit,
             restart_policy=cfg.parse_restart(restart), auto_remove=auto_remove,
             stop_signal=cfg.parse_signal(stop_signal),
@@ -283,6 +289,40 @@ class Engine:
         c = Container(config, ContainerState(), paths)
         self._emit("create", c)
         return cid
+
+    def _check_network(self, mode: str, ip: str, publish: Any, dns: Any) -> list[dict]:
+        """Check the network options against what exists; return the port mappings."""
+        import ipaddress
+
+        from .firewall import parse_publish
+
+        bridge = netsteps.is_bridge_mode(mode)
+        if mode.startswith("container:"):
+            other = mode.split(":", 1)[1]
+            if not other:
+                raise InvalidParameter(f"invalid network mode: {mode!r}")
+            self._resolve(other)  # NotFound names it
+        elif bridge:
+            net = self.networks.get(mode)
+            if ip:
+                self.networks.leases(net).check_static(ip)
+        if ip and not bridge:
+            raise InvalidParameter(f"--ip {ip} needs a bridge network, not {mode!r}")
+        if publish and not bridge:
+            raise InvalidParameter(f"published ports need a bridge network, not {mode!r}")
+        for server in dns:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError as exc:
+                raise InvalidParameter(f"invalid DNS server address: {server!r}") from exc
+        ports = [asdict(parse_publish(p)) for p in publish]
+        seen: set[tuple[str, int, str]] = set()
+        for p in ports:
+            key = (p["host_ip"] or "0.0.0.0", p["host_port"], p["proto"])
+            if key in seen:
+                raise InvalidParameter(f"duplicate published port: {key[0]}:{key[1]}/{key[2]}")
+            seen.add(key)
+        return ports
 
     def _claim_name(self, name: str, cid: str) -> None:
         # a symlink is made or refused atomically: of concurrent creates, exactly one wins
@@ -312,11 +352,30 @@ class Engine:
             rootfs = self.images.get(c.config.image).rootfs
         except NotFound:
             rootfs = self.layout.root / "images" / c.config.image / "rootfs"
-        return StartContext(
+        ctx = StartContext(
             container=c, layout=self.layout, runtime=self.runtime, monitor=self.monitor,
             image_rootfs=rootfs, interactive=interactive,
             exit_command=[sys.executable, "-m", "engine", "--root", str(self.layout.root),
-                          "container-exited", c.id])
+                          "container-exited", c.id],
+            networks=self.networks, firewall=self.firewall, fail_point=self._fail_point,
+            find_container=self.get)
+
+        def join(ref: str) -> str:
+            other = self.get(ref)
+            netsteps.check_joinable(other.state.status, ref)
+            ctx.ip = other.state.ip
+            return f"/proc/{other.state.pid}/ns/net"
+
+        ctx.join_network = join
+        return ctx
+
+    def firewall(self) -> Any:
+        """The engine's own nftables table, made on first use."""
+        if self._firewall is None:
+            from .firewall import Firewall, table_name
+
+            self._firewall = Firewall(table_name(self.layout.run.name))
+        return self._firewall
 
     def start(self, ref: str) -> None:
         """Start a created or dead container. ``NotModified`` when it is already running."""
@@ -419,8 +478,20 @@ class Engine:
                 logger.warning("reconcile of {} failed: {}", cid, exc)
         try:
             self._sweep_orphans()
+            self._reclaim_leases()
         except (CorralError, OSError) as exc:
             logger.warning("sweep of orphaned runtime state failed: {}", exc)
+
+    def _reclaim_leases(self) -> None:
+        def active(cid: str) -> bool:
+            try:
+                return read_json(self.layout.container(cid).state).get("status") in ACTIVE
+            except (OSError, ValueError):
+                return False
+
+        for net, leases in self.networks.all_leases():
+            for ip in leases.reclaim(active):
+                logger.warning("network {}: reclaimed the lease of {}", net.name, ip)
 
     def _sweep_orphans(self) -> None:
         """runc state and mounts whose container is not active: what a crash left behind."""
@@ -650,6 +721,55 @@ class Engine:
             self._save(c)
         return ExecResult(code, output or b"")
 
+    # -- networks ----------------------------------------------------------------------------
+
+    def network_create(self, name: str, *, subnet: str | None = None,
+                       gateway: str | None = None,
+                       labels: dict[str, str] | None = None) -> Network:
+        return self.networks.create(name, subnet, gateway, labels)
+
+    def network_list(self) -> list[Network]:
+        nets = self.networks.list()
+        if not any(n.name == DEFAULT_NETWORK for n in nets):
+            nets.insert(0, self.networks.default())
+        return nets
+
+    def _network_users(self, net: Network) -> list[str]:
+        users = []
+        for cid in self._ids():
+            with contextlib.suppress(CorralError):
+                if self._load(cid).config.network_mode == net.name:
+                    users.append(cid)
+        return users
+
+    def network_inspect(self, ref: str) -> dict[str, Any]:
+        net = self.networks.get(ref)
+        return net.inspect({cid: ip for ip, cid in self.networks.leases(net).table().items()})
+
+    def network_remove(self, ref: str) -> None:
+        """Remove a user-defined network; refused while a container is attached to it."""
+        if ref in ("bridge", "host", "none"):
+            raise Conflict(f"{ref} is a pre-defined network and cannot be removed")
+        net = self.networks.get(ref)
+        self.networks.remove(net, self._network_users)
+        self.firewall().remove_masquerade(net.subnet)
+
+    def network_prune(self, *, include_default: bool = False) -> list[str]:
+        """Remove every network no container uses (with ``include_default``, the default
+        bridge too, and the engine's firewall table once no network is left)."""
+        removed = []
+        for net in self.networks.list():
+            if net.name == DEFAULT_NETWORK and not include_default:
+                continue
+            if self._network_users(net):
+                continue
+            self.networks.remove(net, self._network_users)
+            self.firewall().remove_masquerade(net.subnet)
+            removed.append(net.name)
+        if include_default and not self.networks.list():
+            self.firewall().delete()
+        return removed
+
     # -- images ------------------------------------------------------------------------------
 
     def image_remove(self, ref: str) -> Image:
@@ -691,6 +811,7 @@ class _Transitions:
             return
         c.state.steps = [r.to_dict() for r in records]
         c.state.pid, c.state.conmon_pid = ctx.pid, ctx.conmon_pid
+        c.state.ip, c.state.network = ctx.ip, ctx.net.name if ctx.net else ""
         c.state.started_at = now_rfc3339()
         c.state.finished_at = c.state.finished_at
         event.model.fire("started")
@@ -711,6 +832,7 @@ class _Transitions:
         c.state.error = str(failure)
         c.state.error_step = failure.step
         c.state.pid = c.state.conmon_pid = 0
+        c.state.ip = c.state.network = ""
         c.state.finished_at = now_rfc3339()
         for step, exc in failure.undo_errors:
             logger.error("container {}: undo of step {} failed: {}", c.name, step, exc)
@@ -723,6 +845,7 @@ class _Transitions:
     def on_exit(self, event: Any) -> None:
         e, c = self.engine, self.c
         errors = e._cleanup(c, self.ctx)
+        c.state.ip = c.state.network = ""
         c.state.exit_code = int(event.kwargs.get("exit_code", LOST_EXIT_CODE))
         c.state.error = "; ".join([event.kwargs.get("error") or "", *errors]).strip("; ")
         c.state.pid = c.state.conmon_pid = 0

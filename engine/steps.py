@@ -13,14 +13,17 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import hostfiles, mounts
-from .config import DEFAULT_PATH
+from . import mounts, netsteps
+from .config import DEFAULT_PATH, parse_link
 from .container import Container
-from .errors import InvalidParameter, SystemFailure
+from .errors import Conflict, InvalidParameter, SystemFailure
 from .monitor import Monitor, MonitorSpec, read_pid, stop_conmon
+from .networks import Network, NetworkStore
 from .paths import Layout
 from .runtime import Runtime, process_alive
 from .safepath import mkdir_in_root
@@ -31,6 +34,14 @@ CGROUP_PARENT = "corral"
 CGROUP_BASE = Path("/sys/fs/cgroup")
 SHM_SIZE = 64 * 1024 * 1024
 FOREGROUND_START_TIMEOUT = 30.0
+
+
+def _no_firewall() -> Any:
+    raise SystemFailure("no firewall is available to this start")
+
+
+def _no_join(ref: str) -> str:
+    raise SystemFailure(f"cannot join the network of {ref}")
 
 
 @dataclass
@@ -57,6 +68,14 @@ class StartContext:
     pid: int = 0
     conmon_pid: int = 0
     foreground: subprocess.Popen | None = None
+    # networking: the store, the firewall (made on first use), and the engine's callbacks
+    networks: NetworkStore | None = None
+    firewall: Callable[[], Any] = _no_firewall
+    fail_point: Callable[[str], bool] | None = None
+    join_network: Callable[[str], str] = _no_join
+    find_container: Callable[[str], Container] | None = None
+    net: Network | None = None
+    ip: str = ""
 
     @property
     def cid(self) -> str:
@@ -125,35 +144,66 @@ class MountRootfs:
 
 
 class InitializeNetworking:
-    """none: a namespace of its own with only ``lo`` (runc makes it); host: the host's."""
+    """bridge (the default): namespace, veth, address, routes, port rules; none: a namespace
+    with only ``lo``; host: the host's; container:<name>: another container's. The sub-steps
+    are in netsteps; the hosts, resolv.conf and hostname files are made here, as in moby."""
 
     name = "network"
 
     def do(self, ctx: StartContext) -> None:
-        mode = ctx.container.config.network_mode
-        if mode == "host":
-            ctx.network = "host"
-        elif mode == "none":
-            ctx.network = "new"
-        else:
-            raise InvalidParameter(f"network mode {mode!r} is not supported")
+        netsteps.initialize(ctx)
 
     def undo(self, ctx: StartContext) -> None:
-        return None  # the namespace runc made dies with the container's last process
+        errors = netsteps.undo(ctx)
+        if errors:
+            raise SystemFailure("; ".join(f"{name}: {exc}" for name, exc in errors))
 
 
 class SetupLinks:
-    """Linked containers; their addresses come with the bridge network."""
+    """Linked containers: Docker's environment variables and a hosts entry for each."""
 
     name = "links"
 
     def do(self, ctx: StartContext) -> None:
-        if ctx.container.config.links:
-            raise InvalidParameter("links need the bridge network, which this engine does not "
-                                   "provide yet")
+        c = ctx.container.config
+        for spec in c.links:
+            name, alias = parse_link(spec)
+            assert ctx.find_container is not None
+            other = ctx.find_container(name)
+            if other.state.status != "running" or not other.state.ip:
+                raise Conflict(f"Cannot link to a non running container: /{name} AS "
+                               f"/{c.name}/{alias}")
+            ctx.link_env += link_env(c.name, alias, other)
+            ctx.link_hosts.append((other.state.ip, f"{alias} {other.name}"))
+        if ctx.link_hosts:
+            with open(ctx.paths.hosts, "a") as f:
+                f.writelines(f"{ip}\t{names}\n" for ip, names in ctx.link_hosts)
 
     def undo(self, ctx: StartContext) -> None:
         ctx.link_env, ctx.link_hosts = [], []
+
+
+def link_env(own: str, alias: str, other: Container) -> list[str]:
+    """Docker's link variables (``ALIAS_PORT_80_TCP_ADDR`` and friends)."""
+    prefix = "".join(ch if ch.isalnum() else "_" for ch in alias).upper()
+    ip = other.state.ip
+    env = [f"{prefix}_NAME=/{own}/{alias}"]
+    ports = sorted({f"{p['container_port']}/{p['proto']}" for p in other.config.ports}
+                   | set(other.config.expose),
+                   key=lambda p: (int(p.split("/")[0]), p))
+    for i, port in enumerate(ports):
+        number, proto = port.split("/")
+        key = f"{prefix}_PORT_{number}_{proto.upper()}"
+        url = f"{proto}://{ip}:{number}"
+        if i == 0:
+            env.append(f"{prefix}_PORT={url}")
+        env += [f"{key}={url}", f"{key}_ADDR={ip}", f"{key}_PORT={number}",
+                f"{key}_PROTO={proto}"]
+    for item in other.config.env:
+        key, _, value = item.partition("=")
+        if key not in ("HOME", "PATH", "HOSTNAME"):
+            env.append(f"{prefix}_ENV_{key}={value}")
+    return env
 
 
 class WorkingDirectory:
@@ -177,7 +227,7 @@ class Environment:
 
     def do(self, ctx: StartContext) -> None:
         c = ctx.container.config
-        env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname_of(ctx), "HOME": ctx.home}
+        env = {"PATH": DEFAULT_PATH, "HOSTNAME": netsteps.hostname_of(ctx), "HOME": ctx.home}
         if c.tty:
             env["TERM"] = "xterm"
         for item in ctx.link_env + c.env:
@@ -202,7 +252,7 @@ class CommandAndBundle:
         ctx.paths.bundle.mkdir(mode=0o700, exist_ok=True)
         quota, period = cpus_to_quota(c.cpus) if c.cpus else (None, None)
         ctx.spec = SpecOptions(
-            args=list(c.cmd), env=ctx.env, cwd=ctx.cwd, hostname=hostname_of(ctx),
+            args=list(c.cmd), env=ctx.env, cwd=ctx.cwd, hostname=netsteps.hostname_of(ctx),
             rootfs=str(ctx.paths.rootfs), uid=ctx.uid, gid=ctx.gid, terminal=c.tty,
             readonly_rootfs=c.readonly_rootfs, network=ctx.network,
             cgroups_path=ctx.cgroups_path, memory=c.memory, cpu_shares=c.cpu_shares,
@@ -251,15 +301,6 @@ class SetupMounts:
     def do(self, ctx: StartContext) -> None:
         c = ctx.container.config
         p = ctx.paths
-        host = c.network_mode == "host"
-        if host:
-            hosts = _read("/etc/hosts") or hostfiles.hosts_content(hostname_of(ctx))
-        else:
-            hosts = hostfiles.hosts_content(hostname_of(ctx), None, ctx.link_hosts)
-        _write(p.hosts, hosts)
-        _write(p.resolv, hostfiles.resolv_content(hostfiles.read_host_resolv(),
-                                                  keep_loopback=host))
-        _write(p.hostname, hostname_of(ctx) + "\n")
         for src, dst in ((p.hosts, "/etc/hosts"), (p.resolv, "/etc/resolv.conf"),
                          (p.hostname, "/etc/hostname")):
             ctx.mounts.append(bind_mount(str(src), dst, readonly=False))
@@ -274,9 +315,6 @@ class SetupMounts:
                                "options": opts})
 
     def undo(self, ctx: StartContext) -> None:
-        for f in (ctx.paths.hosts, ctx.paths.resolv, ctx.paths.hostname):
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
         ctx.mounts = []
 
 
@@ -337,15 +375,6 @@ START_PLAN = (VerifySettings(), MountRootfs(), InitializeNetworking(), SetupLink
 STEP_NAMES = tuple(s.name for s in START_PLAN)
 
 
-def hostname_of(ctx: StartContext) -> str:
-    c = ctx.container.config
-    if c.hostname:
-        return c.hostname
-    if c.network_mode == "host":
-        return os.uname().nodename
-    return c.id[:12]
-
-
 def bind_mount(source: str, target: str, *, readonly: bool) -> dict:
     opts = ["rbind", "rprivate"] + (["ro"] if readonly else ["rw"])
     return {"destination": target, "type": "bind", "source": source, "options": opts}
@@ -369,18 +398,6 @@ def remove_cgroups(cgroups_path: str) -> None:
                 if time.monotonic() > deadline:
                     raise SystemFailure(f"cannot remove cgroup {path}: {exc.strerror}") from exc
                 time.sleep(0.01)
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _write(path: Path, text: str) -> None:
-    path.write_text(text)
-    os.chmod(path, 0o644)
 
 
 def kill_exec_sessions(sessions: list[dict]) -> None:

@@ -58,6 +58,35 @@ class LeakProbe:
         return [m for m in _mount_points()
                 if m.startswith(root + "/") or m.startswith(run + "/")]
 
+    def network_leaks(self, cid: str) -> list[str]:
+        """The veth, bridge port, address lease and firewall rules of ``cid``."""
+        import json
+        import subprocess
+
+        found = []
+        veth = "vc" + cid[:11]
+        if Path(f"/sys/class/net/{veth}").exists():
+            found.append(f"veth {veth}")
+        for bridge in Path("/sys/class/net").glob("*/brif"):
+            if (bridge / veth).exists():
+                found.append(f"bridge port {bridge.parent.name}/{veth}")
+        for table in (self.layout.root / "networks").glob("*.leases.json"):
+            try:
+                leases = json.loads(table.read_text())
+            except (OSError, ValueError):
+                continue
+            found += [f"lease {ip} in {table.name}" for ip, owner in leases.items()
+                      if owner == cid]
+        listing = subprocess.run(["nft", "list", "table", "inet", self.firewall_table],
+                                 capture_output=True, text=True).stdout
+        found += [f"firewall rule {line.strip()}" for line in listing.splitlines()
+                  if cid[:12] in line]
+        return found
+
+    @property
+    def firewall_table(self) -> str:
+        return f"corral_{self.layout.run.name}"
+
     def temporary_files(self) -> list[str]:
         found = []
         for dirpath, dirnames, filenames in os.walk(self.layout.root):
@@ -72,7 +101,8 @@ class LeakProbe:
         """Leftovers of container ``cid``; with ``removed``, its folder must be gone too."""
         found: list[str] = []
         cpaths = self.layout.container(cid)
-        found += [f"mount {m}" for m in self.mounts()]
+        own = str(cpaths.dir)
+        found += [f"mount {m}" for m in self.mounts() if m == own or m.startswith(own + "/")]
         for ns in (Path("/run/netns").iterdir() if Path("/run/netns").is_dir() else ()):
             if cid[:12] in ns.name:
                 found.append(f"netns {ns.name}")
@@ -90,6 +120,7 @@ class LeakProbe:
                      cpaths.pidfile, cpaths.conmon_pid, self.layout.sockets / cid):
             if path.exists():
                 found.append(f"file {path}")
+        found += self.network_leaks(cid)
         if removed and cpaths.dir.exists():
             found.append(f"container folder {cpaths.dir}")
         found += [f"temporary file {t}" for t in self.temporary_files()]

@@ -18,6 +18,7 @@ def teardown_root(root: Path) -> None:
         for info in eng.list(all=True):
             with contextlib.suppress(CorralError):
                 eng.remove(info["Id"], force=True)
+        eng.network_prune(include_default=True)
         leftover = LeakProbe(eng.layout).mounts()
     finally:
         eng.close()

@@ -34,7 +34,8 @@ def test_invalid_names(engine, busybox, name: str) -> None:
     ({"memory": "1k"}, InvalidParameter, "minimum memory limit is 6MB"),
     ({"cpus": "lots"}, InvalidParameter, "invalid cpus: 'lots'"),
     ({"restart": "sometimes"}, InvalidParameter, "invalid restart policy: 'sometimes'"),
-    ({"network": "bridgeX"}, InvalidParameter, "invalid network mode: 'bridgeX'"),
+    ({"network": "container:"}, InvalidParameter, "invalid network mode: 'container:'"),
+    ({"network": "bridgeX"}, NotFound, "network bridgeX not found"),
     ({"working_dir": "rel/dir"}, InvalidParameter, "needs to be an absolute path"),
     ({"stop_signal": "SIGNOPE"}, InvalidParameter, "invalid signal: 'SIGNOPE'"),
 ])

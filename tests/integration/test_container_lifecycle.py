@@ -193,7 +193,8 @@ def test_host_network_sees_host_interfaces(engine, busybox) -> None:
 
 def test_none_network_has_only_loopback_up(engine, busybox) -> None:
     cid = engine.create(busybox, ["/bin/sh", "-c", "ls /sys/class/net; "
-                                  "cat /sys/class/net/lo/operstate; cat /etc/hostname"])
+                                  "cat /sys/class/net/lo/operstate; cat /etc/hostname"],
+                        network="none")
     engine.start(cid)
     assert engine.wait(cid, timeout=10) == 0
     lines = [r.text.strip() for r in engine.logs(cid)]

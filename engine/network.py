@@ -1,0 +1,542 @@
+"""The network driver: bridges, network namespaces, veth pairs, addresses and routes.
+
+This is the only module of corral that imports pyroute2. It knows nothing of containers or of
+the state machine; the network step of the start plan calls it with names and addresses.
+
+Speed, measured on the target machine (``bench/network_step.py``):
+
+- ``IPRoute(netns=...)`` forks a child process per socket in pyroute2 0.9.7
+  (``netns.create_socket`` runs a ``ChildProcess``). Instead a short-lived thread enters the
+  namespace with ``setns`` (or makes a new one with ``unshare``), opens the netlink socket
+  there and exits; the socket stays bound to that namespace and is handed to
+  ``IPRoute(fileno=...)`` on the calling thread. A namespace change in a thread affects only
+  that thread, and the thread dies right after, so the rest of the process never sees it.
+- The container end of the veth is created directly inside its namespace
+  (``IFLA_NET_NS_FD`` on the peer), already enslaved to the bridge and up, in one netlink
+  request: moving a link into a namespace afterwards costs 15-48 ms on this kernel, and one
+  request means the kernel creates the pair whole or not at all.
+- Our sockets join no multicast group (``groups=0``): they only ask and read answers.
+
+Opening a namespace here never creates it (``/run/netns/<name>`` is opened read-only), which
+is what ``IPRoute(netns=name, flags=0)`` gives in undo paths, without the fork.
+
+Deleting a namespace returns at once; the kernel destroys the links inside it some 15 ms
+later. Undo therefore deletes the veth (synchronous) before the namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import functools
+import ipaddress
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from engine.errors import InvalidParameter, SystemFailure
+
+__all__ = [
+    "NetworkFailure",
+    "addresses_in",
+    "bridge_ports",
+    "configure_container",
+    "create_netns",
+    "create_veth",
+    "delete_bridge",
+    "delete_netns",
+    "delete_veth",
+    "ensure_bridge",
+    "host_routes",
+    "link_exists",
+    "list_links",
+    "list_netns",
+    "netns_exists",
+    "netns_path",
+    "overlapping_route",
+    "set_sysctl",
+]
+
+NETNS_DIR = Path("/run/netns")
+MAIN_TABLE = 254
+# Since Linux 4.0 the loopback device has index 1 in every namespace (LOOPBACK_IFINDEX),
+# which saves a lookup round trip inside the namespace.
+LOOPBACK_INDEX = 1
+
+_CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_SHARED = 1 << 20
+_MNT_DETACH = 2
+
+_IFNAME = re.compile(r"[^\s/:]{1,15}")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_SYSCTL_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+
+_T = TypeVar("_T")
+
+
+class NetworkFailure(SystemFailure):
+    """The kernel refused a network operation; ``code`` is the errno when there is one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _failure(what: str) -> Iterator[None]:
+    """Map pyroute2 and OS errors, once, to NetworkFailure naming ``what``."""
+    try:
+        yield
+    except NetworkFailure:
+        raise
+    except NetlinkError as e:
+        raise NetworkFailure(f"{what}: {os.strerror(e.code)}", e.code) from e
+    except OSError as e:
+        raise NetworkFailure(f"{what}: {e.strerror or e}", e.errno) from e
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _in_thread(target: Callable[[], _T]) -> _T:
+    """Run ``target`` in a fresh thread and return its result or raise its error.
+
+    Used for ``setns``/``unshare``: they change the namespace of the calling thread only, so
+    a thread that does nothing else and then exits keeps the change away from the caller.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = target()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            box["error"] = e
+
+    thread = threading.Thread(target=run, name="corral-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def _rtnl_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                         socket.NETLINK_ROUTE)
+
+
+def _host() -> IPRoute:
+    return IPRoute(groups=0)
+
+
+def _open_netns(name: str) -> int:
+    """An fd of the namespace; raises NetworkFailure when it does not exist (never creates)."""
+    path = netns_path(name)
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as e:
+        raise NetworkFailure(f"network namespace {name!r} does not exist", e.errno) from e
+    except OSError as e:
+        raise NetworkFailure(f"network namespace {name!r}: {e.strerror}", e.errno) from e
+
+
+def _socket_in(name: str) -> socket.socket:
+    """A netlink route socket living in namespace ``name``, made without forking."""
+    fd = _open_netns(name)
+    try:
+        def enter() -> socket.socket:
+            _check(_libc().setns(fd, _CLONE_NEWNET), "setns")
+            return _rtnl_socket()
+
+        with _failure(f"network namespace {name!r}"):
+            return _in_thread(enter)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _inside(name: str) -> Iterator[IPRoute]:
+    """``IPRoute`` for namespace ``name`` (which must exist); closes it after."""
+    sock = _socket_in(name)
+    try:
+        ipr = IPRoute(fileno=sock.detach(), groups=0)
+    except BaseException:
+        sock.close()
+        raise
+    with ipr:
+        yield ipr
+
+
+def _index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def _kind(msg: object) -> str | None:
+    info = msg.get_attr("IFLA_LINKINFO")  # type: ignore[attr-defined]
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _valid_ifname(name: str, what: str = "interface name") -> None:
+    if not _IFNAME.fullmatch(name or "") or name in (".", ".."):
+        raise InvalidParameter(f"invalid {what} {name!r}: 1 to 15 characters, "
+                               "no space, '/' or ':'")
+
+
+def _valid_netns(name: str) -> None:
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise InvalidParameter(f"invalid network namespace name {name!r}")
+
+
+def _interface(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    try:
+        iface = ipaddress.ip_interface(cidr)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid address {cidr!r}: {e}") from e
+    if "/" not in cidr:
+        raise InvalidParameter(f"invalid address {cidr!r}: the prefix length is missing")
+    return iface
+
+
+# --- bridges ---------------------------------------------------------------------------------
+
+
+def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500) -> None:
+    """Make bridge ``name`` exist, hold ``gateway_cidr`` and be up. Idempotent, and safe when
+    several processes do it at once (whoever loses the race finds it made)."""
+    _valid_ifname(name, "bridge name")
+    gateway = _interface(gateway_cidr)
+    with _failure(f"bridge {name!r}"), _host() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        (link,) = ipr.link("get", ifname=name)
+        if _kind(link) != "bridge":
+            raise NetworkFailure(f"bridge {name!r}: a link of that name exists and is not a "
+                                 f"bridge ({_kind(link) or 'unknown kind'})", errno.EEXIST)
+        index = link["index"]
+        try:
+            ipr.addr("add", index=index, address=str(gateway.ip),
+                     prefixlen=gateway.network.prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        ipr.link("set", index=index, state="up")
+
+
+def delete_bridge(name: str) -> None:
+    """Delete bridge ``name``; nothing to do when it is gone. Its ports are released, not
+    deleted."""
+    _valid_ifname(name, "bridge name")
+    _delete_link(name, "bridge")
+
+
+def bridge_ports(name: str) -> list[str]:
+    """Names of the links enslaved to bridge ``name``."""
+    _valid_ifname(name, "bridge name")
+    with _failure(f"bridge {name!r}"), _host() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            raise NetworkFailure(f"bridge {name!r} does not exist", errno.ENODEV)
+        return sorted(link.get_attr("IFLA_IFNAME") for link in ipr.get_links()
+                      if link.get_attr("IFLA_MASTER") == index)
+
+
+def _delete_link(name: str, what: str) -> None:
+    with _failure(f"{what} {name!r}"), _host() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as e:
+            # someone else deleted it between the lookup and now
+            if e.code != errno.ENODEV:
+                raise
+
+
+# --- namespaces ------------------------------------------------------------------------------
+
+
+def netns_path(name: str) -> Path:
+    return NETNS_DIR / name
+
+
+def netns_exists(name: str) -> bool:
+    _valid_netns(name)
+    return netns_path(name).exists()
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def _share_netns_dir(libc: ctypes.CDLL) -> None:
+    """Make /run/netns a shared mount, as ``ip netns add`` does, so that a namespace mounted
+    or unmounted later propagates to mount namespaces cloned from this one (containers,
+    ``ip netns exec``), instead of pinning the namespace there."""
+    NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    target = bytes(NETNS_DIR)
+    if libc.mount(b"", target, b"none", _MS_SHARED | _MS_REC, None) == 0:
+        return
+    # not a mount point yet: bind it on itself, then share it
+    _check(libc.mount(target, target, b"none", _MS_BIND | _MS_REC, None), "bind /run/netns")
+    _check(libc.mount(b"", target, b"none", _MS_SHARED | _MS_REC, None), "share /run/netns")
+
+
+def create_netns(name: str) -> Path:
+    """Create network namespace ``name`` as ``ip netns add`` does (an nsfs bind mount on
+    /run/netns/<name>), with ``lo`` up. Fails if it exists. Returns its path."""
+    _valid_netns(name)
+    path = netns_path(name)
+    libc = _libc()
+    what = f"network namespace {name!r}"
+    with _failure(what):
+        _share_netns_dir(libc)
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+        except FileExistsError as e:
+            raise NetworkFailure(f"{what} already exists", errno.EEXIST) from e
+    try:
+        def make() -> socket.socket:
+            _check(libc.unshare(_CLONE_NEWNET), "unshare")
+            # /proc/self is the thread group leader; this thread's namespace is the new one
+            own = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
+            _check(libc.mount(own, bytes(path), b"none", _MS_BIND, None), "bind mount")
+            return _rtnl_socket()
+
+        with _failure(what):
+            sock = _in_thread(make)
+            with IPRoute(fileno=sock.detach(), groups=0) as ipr:
+                ipr.link("set", index=LOOPBACK_INDEX, state="up")
+    except BaseException:
+        _remove_netns(name, libc)
+        raise
+    return path
+
+
+def _remove_netns(name: str, libc: ctypes.CDLL) -> None:
+    path = netns_path(name)
+    if libc.umount2(bytes(path), _MNT_DETACH) != 0:
+        code = ctypes.get_errno()
+        # EINVAL: not a mount point (a half-made one); ENOENT: gone already
+        if code not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(code, os.strerror(code), str(path))
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def delete_netns(name: str) -> None:
+    """Delete network namespace ``name`` (unmount and unlink); nothing to do when it is gone.
+    The kernel destroys the links inside it shortly after this returns."""
+    _valid_netns(name)
+    with _failure(f"network namespace {name!r}"):
+        _remove_netns(name, _libc())
+
+
+# --- veth pairs ------------------------------------------------------------------------------
+
+
+def create_veth(host_ifname: str, netns: str, bridge: str, *, container_ifname: str = "eth0",
+                mtu: int = 1500, mac: str | None = None) -> None:
+    """Create a veth pair: ``host_ifname`` on ``bridge`` and up in the host namespace, its peer
+    ``container_ifname`` created directly inside ``netns``. Leaves no link on failure."""
+    _valid_ifname(host_ifname)
+    _valid_ifname(container_ifname)
+    _valid_ifname(bridge, "bridge name")
+    _valid_netns(netns)
+    if mac is not None and not _MAC.fullmatch(mac):
+        raise InvalidParameter(f"invalid MAC address {mac!r}")
+    if not 68 <= mtu <= 65535:
+        raise InvalidParameter(f"invalid MTU {mtu}: 68 to 65535")
+    what = f"veth {host_ifname!r} (peer {container_ifname!r} in {netns!r}, bridge {bridge!r})"
+    fd = _open_netns(netns)
+    try:
+        with _failure(what), _host() as ipr:
+            try:
+                (link,) = ipr.link("get", ifname=bridge)
+            except NetlinkError as e:
+                if e.code == errno.ENODEV:
+                    raise NetworkFailure(f"{what}: bridge {bridge!r} does not exist",
+                                         e.code) from e
+                raise
+            if _kind(link) != "bridge":
+                raise NetworkFailure(f"{what}: {bridge!r} is not a bridge")
+            peer: dict[str, object] = {"ifname": container_ifname, "net_ns_fd": fd, "mtu": mtu}
+            if mac is not None:
+                peer["address"] = mac.lower()
+            try:
+                # one request: the kernel makes the pair, enslaves and raises the host end,
+                # or undoes all of it
+                ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu, peer=peer,
+                         master=link["index"], state="up")
+            except NetlinkError as e:
+                if e.code == errno.EEXIST:
+                    # the name belongs to someone else, or the peer name is taken inside
+                    raise NetworkFailure(f"{what}: a link of that name already exists",
+                                         e.code) from e
+                # if ever the kernel left a half-made pair, the host end holds it
+                _delete_quietly(ipr, host_ifname)
+                raise
+    finally:
+        os.close(fd)
+
+
+def _delete_quietly(ipr: IPRoute, ifname: str) -> None:
+    with contextlib.suppress(NetlinkError, OSError):
+        index = _index(ipr, ifname)
+        if index is not None:
+            ipr.link("del", index=index)
+
+
+def delete_veth(host_ifname: str) -> None:
+    """Delete the veth pair by its host end (the peer goes with it); nothing to do when it is
+    gone."""
+    _valid_ifname(host_ifname)
+    _delete_link(host_ifname, "veth")
+
+
+# --- inside the container's namespace --------------------------------------------------------
+
+
+def configure_container(netns: str, *, ifname: str = "eth0", address_cidr: str,
+                        gateway: str | None) -> None:
+    """Inside ``netns``: ``address_cidr`` on ``ifname``, ``ifname`` and ``lo`` up, the default
+    route via ``gateway`` (none when it is None). One socket, one namespace entry; idempotent."""
+    _valid_netns(netns)
+    _valid_ifname(ifname)
+    address = _interface(address_cidr)
+    via = None
+    if gateway is not None:
+        try:
+            via = ipaddress.ip_address(gateway)
+        except ValueError as e:
+            raise InvalidParameter(f"invalid gateway {gateway!r}: {e}") from e
+        if via.version != address.version:
+            raise InvalidParameter(f"gateway {gateway} and address {address_cidr} differ in "
+                                   "IP version")
+    what = f"interface {ifname!r} in network namespace {netns!r}"
+    with _failure(what), _inside(netns) as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            raise NetworkFailure(f"{what} does not exist", errno.ENODEV)
+        try:
+            ipr.addr("add", index=index, address=str(address.ip),
+                     prefixlen=address.network.prefixlen)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+        ipr.link("set", index=index, state="up")
+        ipr.link("set", index=LOOPBACK_INDEX, state="up")
+        if via is not None:
+            family = socket.AF_INET if via.version == 4 else socket.AF_INET6
+            ipr.route("replace", dst="default", gateway=str(via), oif=index, family=family)
+
+
+def addresses_in(netns: str, ifname: str = "eth0") -> list[str]:
+    """The IPv4 addresses (CIDR) of ``ifname`` inside ``netns``."""
+    _valid_netns(netns)
+    _valid_ifname(ifname)
+    what = f"interface {ifname!r} in network namespace {netns!r}"
+    with _failure(what), _inside(netns) as ipr:
+        index = _index(ipr, ifname)
+        if index is None:
+            raise NetworkFailure(f"{what} does not exist", errno.ENODEV)
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+
+
+# --- host ------------------------------------------------------------------------------------
+
+
+def host_routes() -> list[tuple[str, str]]:
+    """IPv4 routes of the host's main table as (destination CIDR, device name)."""
+    with _failure("host routes"), _host() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        out = []
+        for route in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+            dst = route.get_attr("RTA_DST") or "0.0.0.0"
+            device = names.get(route.get_attr("RTA_OIF"), "")
+            out.append((f"{dst}/{route['dst_len']}", device))
+        return out
+
+
+def overlapping_route(cidr: str, ignore_devices: set[str] | frozenset[str] = frozenset()
+                      ) -> str | None:
+    """A description of a host route overlapping subnet ``cidr``, or None. Default routes do
+    not count (they overlap everything), nor routes through ``ignore_devices`` (our own
+    bridges)."""
+    try:
+        subnet = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as e:
+        raise InvalidParameter(f"invalid subnet {cidr!r}: {e}") from e
+    if "/" not in cidr:
+        raise InvalidParameter(f"invalid subnet {cidr!r}: the prefix length is missing")
+    for dst, device in host_routes():
+        network = ipaddress.ip_network(dst, strict=False)
+        if network.prefixlen == 0 or device in ignore_devices:
+            continue
+        if network.version == subnet.version and network.overlaps(subnet):
+            return f"{dst} dev {device}" if device else dst
+    return None
+
+
+def _sysctl_path(key: str) -> Path:
+    if not _SYSCTL_KEY.fullmatch(key) or ".." in key or key.startswith("."):
+        raise InvalidParameter(f"invalid sysctl key {key!r}")
+    parts = key.split(".")
+    # an interface name may hold dots: net.ipv4.conf.<ifname>.<setting>
+    if len(parts) > 5 and parts[:3] == ["net", "ipv4", "conf"]:
+        parts = [*parts[:3], ".".join(parts[3:-1]), parts[-1]]
+    return Path("/proc/sys", *parts)
+
+
+def set_sysctl(key: str, value: str) -> str:
+    """Set sysctl ``key`` (dotted, as ``sysctl`` names it) to ``value``; returns the value it
+    had, so that the caller can restore it."""
+    path = _sysctl_path(key)
+    with _failure(f"sysctl {key}"):
+        previous = path.read_text().strip()
+        if previous != value:
+            path.write_text(value)
+        return previous
+
+
+def link_exists(name: str) -> bool:
+    """Whether a link ``name`` exists in the host namespace."""
+    _valid_ifname(name)
+    with _failure(f"link {name!r}"), _host() as ipr:
+        return _index(ipr, name) is not None
+
+
+def list_links(prefix: str = "") -> list[str]:
+    """Names of the host namespace's links that start with ``prefix``."""
+    with _failure("host links"), _host() as ipr:
+        return sorted(name for link in ipr.get_links()
+                      if (name := link.get_attr("IFLA_IFNAME")).startswith(prefix))
