@@ -255,6 +255,8 @@ class Engine:
         if stop_timeout is not None and stop_timeout < 0:
             raise InvalidParameter(f"invalid stop timeout: {stop_timeout!r}")
         tmpfs_map = dict(cfg.parse_tmpfs(t) for t in tmpfs)
+        for link in links:
+            self._resolve(cfg.parse_link(link)[0])  # NotFound names the missing container
         cid = cfg.new_id()
         config = ContainerConfig(
             id=cid, name=name, image=img.id, image_name=img.name, cmd=list(cmd or ["/bin/sh"]),

@@ -232,6 +232,7 @@ def test_bad_network_definitions(engine, kwargs, error, match) -> None:
     ({"publish": ["99999:80"]}, InvalidParameter, "99999"),
     ({"links": ["bad/name"]}, InvalidParameter, "invalid link specification"),
     ({"network": "container:ghost"}, NotFound, "No such container: ghost"),
+    ({"links": ["ghost:alias"]}, NotFound, "No such container: ghost"),
     ({"network": "host", "publish": ["80:80"]}, InvalidParameter, "need a bridge network"),
 ])
 def test_bad_network_options_write_nothing(engine, busybox, kwargs, error, match) -> None:
@@ -258,3 +259,31 @@ def test_cli_network_commands(root_dir) -> None:
     assert run("network", "rm", "front").returncode == 0
     gone = run("network", "rm", "front")
     assert gone.returncode == 1 and "not found" in gone.stderr
+
+
+def test_full_subnet_is_a_clear_error_and_leaks_nothing(engine, busybox, probe) -> None:
+    engine.network_create("tiny", subnet="10.214.66.0/30")  # one address besides the gateway
+    first = engine.create(busybox, ["/bin/sleep", "60"], network="tiny")
+    engine.start(first)
+    second = engine.create(busybox, ["/bin/sleep", "60"], network="tiny")
+    with pytest.raises(StartFailed, match="no address left in subnet 10.214.66.0/30"):
+        engine.start(second)
+    assert probe.leaks(second) == []
+    engine.remove(first, force=True)
+    engine.start(second)  # the address came back
+    engine.remove(second, force=True)
+
+
+def test_leases_of_gone_containers_are_reclaimed_at_engine_start(engine, busybox) -> None:
+    from engine import Engine
+
+    leases = engine.networks.leases(engine.networks.get("bridge"))
+    leases.lease("f" * 64)  # a container that no longer exists
+    cid = engine.create(busybox, ["/bin/sleep", "60"])
+    engine.start(cid)
+    again = Engine(engine.layout.root, watch=False)
+    try:
+        assert list(leases.table().values()) == [cid]
+    finally:
+        again.close()
+    engine.remove(cid, force=True)
