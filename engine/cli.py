@@ -681,6 +681,33 @@ def cmd_network_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_volume_create(args: argparse.Namespace) -> int:
+    _out(_engine(args).volume_create(args.name, labels=_labels(args.label)).name)
+    return 0
+
+
+def cmd_volume_ls(args: argparse.Namespace) -> int:
+    vols = _engine(args).volume_list()
+    if args.quiet:
+        for vol in vols:
+            _out(vol.name)
+        return 0
+    _table(["DRIVER", "VOLUME NAME"], [[v.driver, v.name] for v in vols])
+    return 0
+
+
+def cmd_volume_rm(args: argparse.Namespace) -> int:
+    return _each(args.volumes, _engine(args).volume_remove)
+
+
+def cmd_volume_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    eng = _engine(args)
+    _out(json.dumps([eng.volume_inspect(v) for v in args.volumes], indent=4))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -808,6 +835,18 @@ def build_parser() -> argparse.ArgumentParser:
     np_.add_argument("networks", nargs="+", metavar="NETWORK")
     np_ = add("inspect", cmd_network_inspect, "print networks as JSON", sp=nsub)
     np_.add_argument("networks", nargs="+", metavar="NETWORK")
+
+    p = add("volume", lambda a: 0, "manage named volumes")
+    vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)
+    vp = add("create", cmd_volume_create, "create a volume; print its name", sp=vsub)
+    vp.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    vp.add_argument("name", metavar="NAME")
+    vp = add("ls", cmd_volume_ls, "list volumes", sp=vsub, aliases=("list",))
+    vp.add_argument("-q", "--quiet", action="store_true")
+    vp = add("rm", cmd_volume_rm, "remove volumes", sp=vsub, aliases=("remove",))
+    vp.add_argument("volumes", nargs="+", metavar="VOLUME")
+    vp = add("inspect", cmd_volume_inspect, "print volumes as JSON", sp=vsub)
+    vp.add_argument("volumes", nargs="+", metavar="VOLUME")
 
     p = add("images", cmd_image_ls, "list images (image ls)")
     p.add_argument("-q", "--quiet", action="store_true")

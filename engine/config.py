@@ -51,15 +51,21 @@ def parse_env(items: list[str]) -> list[str]:
     return out
 
 
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
 @dataclass(frozen=True)
 class Bind:
+    """A bind mount (``source`` an absolute host path) or a named volume (``source`` a name)."""
+
     source: str
     target: str
     readonly: bool = False
+    type: str = "bind"
 
     @classmethod
     def parse(cls, spec: str) -> Bind:
-        """``/host/path:/container/path[:ro|rw]``, as ``docker run -v``."""
+        """``/host/path:/container/path[:ro|rw]`` or ``name:/path``, as ``docker run -v``."""
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not all(parts[:2]):
             raise InvalidParameter(f"invalid volume specification: {spec!r}")
@@ -67,11 +73,14 @@ class Bind:
         mode = parts[2] if len(parts) == 3 else "rw"
         if mode not in ("ro", "rw"):
             raise InvalidParameter(f"invalid mode {mode!r} in volume specification: {spec!r}")
-        if not source.startswith("/"):
-            raise InvalidParameter(
-                f"invalid volume specification: {spec!r}: the source must be an absolute path")
         check_target(target, spec)
-        return cls(source, target, mode == "ro")
+        if source.startswith("/"):
+            return cls(source, target, mode == "ro")
+        if VOLUME_NAME_RE.match(source):
+            return cls(source, target, mode == "ro", "volume")
+        raise InvalidParameter(
+            f"invalid volume specification: {spec!r}: the source must be an absolute path "
+            "or a volume name")
 
 
 def check_target(target: str, spec: str) -> None:

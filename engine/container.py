@@ -121,8 +121,9 @@ class Container:
                 "ReadonlyRootfs": c.readonly_rootfs,
             },
             "Mounts": [
-                {"Type": "bind", "Source": b.source, "Destination": b.target,
+                {"Type": b.type, "Source": b.source, "Destination": b.target,
                  "RW": not b.readonly, "Mode": "ro" if b.readonly else "rw"}
+                | ({"Name": b.source} if b.type == "volume" else {})
                 for b in c.binds
             ] + [
                 {"Type": "tmpfs", "Source": "", "Destination": t, "RW": True, "Mode": o}

@@ -61,6 +61,7 @@ from .paths import Layout
 from .runtime import Runtime, find_runtime, process_alive
 from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
 from .store import atomic_write_json, file_lock, read_json
+from .volumes import Volume, VolumeStore
 
 EXIT_FILE_WAIT = 5.0
 START_FAILED_EXIT_CODE = 128
@@ -105,6 +106,7 @@ class Engine:
         self._hooks: dict[str, list[Hook]] = {}
         self._deaths_seen: set[tuple[str, str]] = set()  # (id, started_at) given to hooks
         self.networks = NetworkStore(self.layout)
+        self.volumes = VolumeStore(self.layout.root)
         self._firewall: Any = None
         self._watcher: _ExitWatcher | None = _ExitWatcher(self) if watch else None
         if reconcile:
@@ -359,7 +361,8 @@ class Engine:
             image_rootfs=rootfs, interactive=interactive,
             exit_command=[sys.executable, "-m", "engine", "--root", str(self.layout.root),
                           "container-exited", c.id],
-            networks=self.networks, firewall=self.firewall, fail_point=self._fail_point,
+            networks=self.networks, volumes=self.volumes, firewall=self.firewall,
+            fail_point=self._fail_point,
             find_container=self.get)
 
         def join(ref: str) -> str:
@@ -771,6 +774,30 @@ class Engine:
         if include_default and not self.networks.list():
             self.firewall().delete()
         return removed
+
+    # -- volumes -----------------------------------------------------------------------------
+
+    def volume_create(self, name: str, labels: dict[str, str] | None = None) -> Volume:
+        return self.volumes.create(name, labels)
+
+    def volume_list(self) -> list[Volume]:
+        return self.volumes.list()
+
+    def volume_inspect(self, name: str) -> dict[str, Any]:
+        return self.volumes.get(name).inspect()
+
+    def _volume_users(self, name: str) -> list[str]:
+        users = []
+        for cid in self._ids():
+            with contextlib.suppress(CorralError):
+                if any(b.type == "volume" and b.source == name
+                       for b in self._load(cid).config.binds):
+                    users.append(cid)
+        return users
+
+    def volume_remove(self, name: str) -> None:
+        """Remove a volume and its data; refused while any container refers to it."""
+        self.volumes.remove(name, self._volume_users)
 
     # -- images ------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ one ``nft -f -`` transaction, which the kernel applies all or nothing.
 Locally originated traffic to ``127.0.0.1:<port>`` reaches a container only with
 ``route_localnet`` on its bridge (the kernel otherwise drops a loopback source leaving a real
 interface) and the 127/8 masquerade (the container could not answer a loopback address):
-``enable_forwarding`` sets the sysctls and ``restore_sysctls`` puts them back.
+``enable_forwarding`` sets the sysctls and ``restore_sysctls`` puts them back. For a container
+to reach its own published port through a host address, its bridge port also needs hairpin mode
+(as Docker sets it); that is the network module's part, not a firewall rule.
 """
 
 from __future__ import annotations
@@ -46,7 +48,24 @@ PROTOCOLS = ("tcp", "udp")
 DEFAULT_LOCK = Path("/run/lock/corral-firewall.lock")
 CTR_TAG = "ctr "
 NET_TAG = "net "
+BASE_TAG = "corral base 1"  # bump when BASE_RULES change, so ensure_base rebuilds them
 TABLE_COMMENT = "managed by corral; rules are added and removed by the engine"
+
+BASE_RULES: dict[str, list[str]] = {
+    # only packets for this host: a container's own traffic elsewhere on the same port passes
+    "prerouting": ["fib daddr type local jump published"],
+    "output": ["fib daddr type local jump published"],
+    "postrouting": [
+        # a container cannot answer a loopback source: hide it behind the bridge address
+        "oifname @bridges ct status dnat ip saddr 127.0.0.0/8 masquerade",
+        "jump outbound",
+    ],
+    "forward": [
+        "ct state established,related accept",
+        "iifname @bridges accept",
+        "oifname @bridges ct status dnat accept",
+    ],
+}
 
 _TABLE_RE = re.compile(r"corral_[A-Za-z0-9_]{1,48}")
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -372,40 +391,42 @@ class Firewall:
             raise InvalidParameter("ensure_base needs one bridge per subnet")
         pairs = [(_check_subnet(s), _check_ifname(b)) for s, b in zip(subnets, bridges,
                                                                          strict=True)]
-        t = self._ref
         with self._locked():
             objects = self._listing()
-            cmds = [
-                f'add table {t} {{ comment "{TABLE_COMMENT}"; }}',
-                f"add chain {t} prerouting {{ type nat hook prerouting priority dstnat; "
-                "policy accept; }",
-                f"add chain {t} output {{ type nat hook output priority -100; policy accept; }}",
-                f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat; "
-                "policy accept; }",
-                f"add chain {t} forward {{ type filter hook forward priority filter; "
-                "policy accept; }",
-                f"add chain {t} published",
-                f"add chain {t} outbound",
-                f"add set {t} bridges {{ type ifname; }}",
-            ]
-            for chain in ("prerouting", "output", "postrouting", "forward"):
-                cmds.append(f"flush chain {t} {chain}")
-            cmds += [
-                # only packets for this host: a container's own traffic to elsewhere on the same
-                # port must pass untouched
-                f"add rule {t} prerouting fib daddr type local jump published",
-                f"add rule {t} output fib daddr type local jump published",
-                # a loopback source cannot be answered from a container: hide it behind the
-                # bridge address
-                f"add rule {t} postrouting oifname @bridges ct status dnat "
-                "ip saddr 127.0.0.0/8 masquerade",
-                f"add rule {t} postrouting jump outbound",
-                f"add rule {t} forward ct state established,related accept",
-                f"add rule {t} forward iifname @bridges accept",
-                f"add rule {t} forward oifname @bridges ct status dnat accept",
-            ]
+            cmds = [] if self._base_intact(objects) else self._base_commands()
             cmds += self._masquerade_commands(pairs, objects)
             self._apply(cmds)
+
+    def _base_commands(self) -> list[str]:
+        t = self._ref
+        cmds = [
+            f'add table {t} {{ comment "{TABLE_COMMENT}"; }}',
+            f"add chain {t} prerouting {{ type nat hook prerouting priority dstnat; "
+            "policy accept; }",
+            f"add chain {t} output {{ type nat hook output priority -100; policy accept; }}",
+            f"add chain {t} postrouting {{ type nat hook postrouting priority srcnat; "
+            "policy accept; }",
+            f"add chain {t} forward {{ type filter hook forward priority filter; "
+            "policy accept; }",
+            f"add chain {t} published",
+            f"add chain {t} outbound",
+            f"add set {t} bridges {{ type ifname; }}",
+        ]
+        # rebuilt rather than patched, so a half-made or older table comes out right
+        cmds += [f"flush chain {t} {chain}" for chain in BASE_RULES]
+        cmds += [f'add rule {t} {chain} {rule} comment "{BASE_TAG}"'
+                 for chain, rules in BASE_RULES.items() for rule in rules]
+        return cmds
+
+    def _base_intact(self, objects: list[dict[str, Any]] | None) -> bool:
+        """Whether the static part is already as ``_base_commands`` makes it. Checked so that a
+        second ``ensure_base`` changes nothing: a flush deletes rules, and every deletion makes
+        nft wait out a kernel RCU grace period (about 10 ms here)."""
+        for chain, rules in BASE_RULES.items():
+            found = self._rules(chain, objects)
+            if len(found) != len(rules) or any(r.get("comment") != BASE_TAG for r in found):
+                return False
+        return True
 
     def _masquerade_commands(self, pairs: list[tuple[Any, str]],
                              objects: list[dict[str, Any]] | None) -> list[str]:
@@ -464,8 +485,9 @@ class Firewall:
         return set()
 
     def masquerade_subnets(self) -> list[str]:
-        return [r["comment"][len(NET_TAG):] for r in self._rules("outbound", self._listing())
-                if r.get("comment", "").startswith(NET_TAG)]
+        found = [r["comment"][len(NET_TAG):] for r in self._rules("outbound", self._listing())
+                 if r.get("comment", "").startswith(NET_TAG)]
+        return list(dict.fromkeys(found))  # each subnet has two rules
 
     def bridges(self) -> list[str]:
         return sorted(self._bridge_set(self._listing()))

@@ -80,6 +80,8 @@ class Veth:
         iface = ipaddress.ip_interface(f"{net.gateway}/{net.subnet.split('/')[1]}")
         network.ensure_bridge(net.bridge, str(iface))
         network.create_veth(veth_name(ctx.cid), netns_name(ctx.cid), net.bridge)
+        if ctx.container.config.ports:
+            network.set_hairpin(veth_name(ctx.cid))
 
     def undo(self, ctx: StartContext) -> None:
         from . import network

@@ -415,6 +415,18 @@ def _delete_quietly(ipr: IPRoute, ifname: str) -> None:
             ipr.link("del", index=index)
 
 
+def set_hairpin(host_ifname: str, on: bool = True) -> None:
+    """Let a container reach its own published port through a host address: the bridge must
+    send a frame back out of the port it came in on (Docker does this without its proxy)."""
+    _valid_ifname(host_ifname)
+    path = Path(f"/sys/class/net/{host_ifname}/brport/hairpin_mode")
+    try:
+        path.write_text("1" if on else "0")
+    except OSError as exc:
+        raise NetworkFailure(f"cannot set hairpin mode on {host_ifname!r}: {exc.strerror}",
+                             exc.errno or 0) from exc
+
+
 def delete_veth(host_ifname: str) -> None:
     """Delete the veth pair by its host end (the peer goes with it); nothing to do when it is
     gone."""

@@ -29,6 +29,7 @@ from .runtime import Runtime, process_alive
 from .safepath import mkdir_in_root
 from .spec import SpecOptions, build_spec, cpus_to_quota, write_spec
 from .users import resolve_user
+from .volumes import VolumeStore
 
 CGROUP_PARENT = "corral"
 CGROUP_BASE = Path("/sys/fs/cgroup")
@@ -70,6 +71,7 @@ class StartContext:
     foreground: subprocess.Popen | None = None
     # networking: the store, the firewall (made on first use), and the engine's callbacks
     networks: NetworkStore | None = None
+    volumes: VolumeStore | None = None
     firewall: Callable[[], Any] = _no_firewall
     fail_point: Callable[[str], bool] | None = None
     join_network: Callable[[str], str] = _no_join
@@ -305,10 +307,14 @@ class SetupMounts:
                          (p.hostname, "/etc/hostname")):
             ctx.mounts.append(bind_mount(str(src), dst, readonly=False))
         for b in c.binds:
-            src = Path(b.source)
-            if not src.exists():
-                src.mkdir(parents=True, exist_ok=True)  # as ``docker run -v`` does
-            ctx.mounts.append(bind_mount(b.source, b.target, readonly=b.readonly))
+            if b.type == "volume":
+                assert ctx.volumes is not None
+                source = ctx.volumes.ensure(b.source).mountpoint
+            else:
+                source = b.source
+                if not Path(source).exists():
+                    Path(source).mkdir(parents=True, exist_ok=True)  # as ``docker run -v``
+            ctx.mounts.append(bind_mount(source, b.target, readonly=b.readonly))
         for target, options in c.tmpfs.items():
             opts = ["nosuid", "nodev", "noexec"] + [o for o in options.split(",") if o]
             ctx.mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs",

@@ -25,7 +25,7 @@ def test_invalid_names(engine, busybox, name: str) -> None:
 @pytest.mark.parametrize("kwargs,error,match", [
     ({"env": ["=x"]}, InvalidParameter, "invalid environment variable: '=x'"),
     ({"env": ["A\nB=1"]}, InvalidParameter, "invalid environment variable"),
-    ({"volumes": ["relative:/x"]}, InvalidParameter, "source must be an absolute path"),
+    ({"volumes": ["./relative:/x"]}, InvalidParameter, "source must be an absolute path"),
     ({"volumes": ["/a"]}, InvalidParameter, "invalid volume specification: '/a'"),
     ({"volumes": ["/a:/b:zz"]}, InvalidParameter, "invalid mode 'zz'"),
     ({"volumes": ["/a:relative"]}, InvalidParameter, "target must be an absolute path"),

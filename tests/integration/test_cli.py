@@ -337,7 +337,7 @@ BAD_INPUT = [
     (["run", "nosuchimage", "true"], 125, "No such image"),
     (["run", "--name", "dup", "busybox", "true"], 125, "is already in use"),
     (["run", "-e", "=x", "busybox", "true"], 125, "environment variable"),
-    (["run", "-v", "relative:/x", "busybox", "true"], 125, "volume"),
+    (["run", "-v", "./relative:/x", "busybox", "true"], 125, "volume"),
     (["create", "-v", "/a", "busybox"], 125, "volume"),
     (["run", "-v", "/a:/b:zz", "busybox", "true"], 125, "mode"),
     (["stop", "nope"], 1, "No such container: nope"),

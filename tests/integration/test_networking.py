@@ -287,3 +287,14 @@ def test_leases_of_gone_containers_are_reclaimed_at_engine_start(engine, busybox
     finally:
         again.close()
     engine.remove(cid, force=True)
+
+
+def test_container_reaches_its_own_published_port_through_the_gateway(engine, busybox) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cid = engine.create(busybox, HTTPD, hostname="self", publish=[f"{port}:80"])
+    engine.start(cid)
+    gateway = engine.network_inspect("bridge")["IPAM"]["Config"][0]["Gateway"]
+    assert fetch(engine, cid, f"http://{gateway}:{port}/") == "hello-from-self\n"
+    engine.remove(cid, force=True)
