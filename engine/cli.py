@@ -582,7 +582,9 @@ def cmd_container_exited(args: argparse.Namespace) -> int:
     from loguru import logger
 
     try:
-        _engine(args, reconcile=False).container_exited(args.id)
+        # the restart policy holds with no engine alive: this process waits out the
+        # backoff and starts the container again
+        _engine(args, reconcile=False).container_exited(args.id, follow_restart=True)
     except CorralError as exc:
         logger.debug("container-exited {}: {}", args.id, exc)
     return 0

@@ -114,6 +114,34 @@ def parse_expose(spec: str) -> str:
     return f"{int(port)}/{proto or 'tcp'}"
 
 
+def parse_healthcheck(hc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Docker's health check: ``test`` as ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"];
+    durations in seconds."""
+    if not hc:
+        return None
+    test = hc.get("test")
+    if isinstance(test, str):
+        test = ["CMD-SHELL", test]
+    if not isinstance(test, list) or not test or test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+        raise InvalidParameter(f"invalid healthcheck test: {test!r}")
+    if test[0] == "NONE":
+        return None
+    if len(test) < 2:
+        raise InvalidParameter(f"invalid healthcheck test: {test!r}: no command")
+    out: dict[str, Any] = {"test": [str(t) for t in test]}
+    for key, default in (("interval", 30.0), ("timeout", 30.0), ("start_period", 0.0)):
+        value = hc.get(key, default)
+        if not isinstance(value, (int, float)) or value < 0 or (key != "start_period"
+                                                                 and value == 0):
+            raise InvalidParameter(f"invalid healthcheck {key}: {value!r}")
+        out[key] = float(value)
+    retries = hc.get("retries", 3)
+    if not isinstance(retries, int) or retries < 1:
+        raise InvalidParameter(f"invalid healthcheck retries: {retries!r}")
+    out["retries"] = retries
+    return out
+
+
 def parse_memory(value: str | int | None) -> int | None:
     if value in (None, "", 0):
         return None
@@ -205,6 +233,7 @@ class ContainerConfig:
     stop_signal: int = int(_signal.SIGTERM)
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
     readonly_rootfs: bool = False
+    healthcheck: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,6 +37,10 @@ class ContainerState:
     exec_sessions: list[dict[str, Any]] = field(default_factory=list)
     ip: str = ""
     network: str = ""
+    restart_pending: bool = False
+    restart_delay: float = 0.0
+    health: dict[str, Any] = field(default_factory=dict)
+    health_pid: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,14 +81,14 @@ class Container:
                 "Status": s.status,
                 "Running": s.status in (RUNNING, PAUSED),
                 "Paused": s.status == PAUSED,
-                "Restarting": False,
+                "Restarting": s.restart_pending,
                 "Pid": s.pid,
                 "ExitCode": s.exit_code,
                 "Error": s.error,
                 "ErrorStep": s.error_step,
                 "StartedAt": s.started_at,
                 "FinishedAt": s.finished_at,
-            },
+            } | ({"Health": dict(s.health)} if c.healthcheck else {}),
             "Image": c.image,
             "LogPath": str(self.paths.log),
             "RestartCount": s.restart_count,
@@ -100,6 +104,7 @@ class Container:
                 "Labels": dict(c.labels),
                 "StopSignal": c.stop_signal,
                 "StopTimeout": c.stop_timeout,
+                "Healthcheck": dict(c.healthcheck) if c.healthcheck else None,
             },
             "HostConfig": {
                 "NetworkMode": c.network_mode,

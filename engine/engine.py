@@ -58,6 +58,7 @@ from .monitor import Monitor, find_conmon, is_conmon_of, read_exit_code
 from .names import generate_name
 from .networks import DEFAULT_NETWORK, Network, NetworkStore
 from .paths import Layout
+from .restart import next_delay
 from .runtime import Runtime, find_runtime, process_alive
 from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
 from .store import atomic_write_json, file_lock, read_json
@@ -241,7 +242,8 @@ class Engine:
                tty: bool = False, interactive: bool = False,
                labels: dict[str, str] | None = None, stop_signal: str | int | None = None,
                stop_timeout: int | None = None, links: list[str] | tuple[str, ...] = (),
-               readonly_rootfs: bool = False) -> str:
+               readonly_rootfs: bool = False,
+               healthcheck: dict[str, Any] | None = None) -> str:
         """Create a container; return its id. Everything is checked before anything is written."""
         name = cfg.check_name(name) if name is not None else generate_name()
         img: Image = self.images.get(image)
@@ -273,7 +275,7 @@ class Engine:
             restart_policy=cfg.parse_restart(restart), auto_remove=auto_remove,
             stop_signal=cfg.parse_signal(stop_signal),
             stop_timeout=cfg.DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
-            readonly_rootfs=readonly_rootfs)
+            readonly_rootfs=readonly_rootfs, healthcheck=cfg.parse_healthcheck(healthcheck))
         if auto_remove and config.restart_policy["Name"] != "no":
             raise InvalidParameter("conflicting options: --restart and --rm")
         self._claim_name(name, cid)
@@ -521,10 +523,40 @@ class Engine:
                     logger.warning("container {}: cleaning up what a crash left", c.name)
                     self._cleanup(c)
 
-    def container_exited(self, ref: str) -> None:
-        """Handle the exit of a container (run by conmon's exit command, or by the watcher)."""
+    def container_exited(self, ref: str, *, follow_restart: bool = False) -> float | None:
+        """Handle the exit of a container (run by conmon's exit command, or by the watcher).
+
+        Returns the delay after which its restart policy wants it started again, if any; with
+        ``follow_restart`` (conmon's exit command) wait that long here and restart it, so the
+        policy holds with no engine process alive."""
         with self._locked(ref) as c:
             self._reconcile_locked(c)
+            delay = c.state.restart_delay if c.state.restart_pending else None
+            cid = c.id
+        if delay is not None and follow_restart:
+            time.sleep(delay)
+            self.restart_pending(cid)
+        return delay
+
+    def restart_pending(self, ref: str) -> bool:
+        """Start a container whose restart policy asked for it, unless that was called off
+        (stopped or removed meanwhile, or already restarted by another process)."""
+        try:
+            with self._locked(ref) as c:
+                if not c.state.restart_pending or c.state.status != DEAD \
+                        or c.state.manual_stop:
+                    return False
+                c.state.restart_pending = False
+                c.state.restart_count += 1
+                self._save(c)
+                self._emit("restart", c)
+                self._start_locked(c, self._context(c))
+                return True
+        except NotFound:
+            return False
+        except CorralError as exc:
+            logger.warning("restart of {} failed: {}", ref, exc)
+            return False
 
     # -- stop, kill, pause -------------------------------------------------------------------
 
@@ -533,6 +565,9 @@ class Engine:
         with self._locked(ref) as c:
             self._reconcile_locked(c)
             if c.state.status not in (RUNNING, PAUSED):
+                if c.state.restart_pending:  # a stop during the backoff calls the restart off
+                    c.state.restart_pending, c.state.manual_stop = False, True
+                    self._save(c)
                 return
             c.state.manual_stop = True
             self._save(c)
@@ -879,6 +914,14 @@ class _Transitions:
         c.state.error = "; ".join([event.kwargs.get("error") or "", *errors]).strip("; ")
         c.state.pid = c.state.conmon_pid = 0
         c.state.finished_at = now_rfc3339()
+        delay = next_delay(c.config.restart_policy, exit_code=c.state.exit_code,
+                           manual_stop=c.state.manual_stop,
+                           restart_count=c.state.restart_count,
+                           previous_delay=c.state.restart_delay,
+                           started_at=c.state.started_at, finished_at=c.state.finished_at)
+        c.state.restart_pending = delay is not None
+        if delay is not None:
+            c.state.restart_delay = delay
         e._save(c, event.model)
         e._emit("die", c, exitCode=str(c.state.exit_code))
         e._enter(c, DEAD)
@@ -997,7 +1040,11 @@ class _ExitWatcher:
 
     def _handle(self, cid: str) -> None:
         try:
-            self.engine.container_exited(cid)
+            delay = self.engine.container_exited(cid)
+            if delay is not None:
+                timer = threading.Timer(delay, self.engine.restart_pending, args=(cid,))
+                timer.daemon = True
+                timer.start()
             c = self.engine.get(cid)
             if c.state.status == DEAD:
                 # the exit may have been handled by conmon's exit command in another process:
