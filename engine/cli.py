@@ -128,7 +128,9 @@ def container_status(info: dict[str, Any], now: float) -> str:
     started, finished = _epoch(info.get("StartedAt", "")), _epoch(info.get("FinishedAt", ""))
     if state in ("running", "paused"):
         up = f"Up {human_duration(max(0.0, now - started))}" if started else "Up"
-        return f"{up} (Paused)" if state == "paused" else up
+        if state == "paused":
+            return f"{up} (Paused)"
+        return f"{up} ({info['Health']})" if info.get("Health") else up
     if state == "dead":
         exited = f"Exited ({info.get('ExitCode', 0)})"
         return f"{exited} {human_duration(max(0.0, now - finished))} ago" if finished else exited
@@ -590,6 +592,15 @@ def cmd_container_exited(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health_monitor(args: argparse.Namespace) -> int:
+    """The detached health monitor of one container (spawned by its start)."""
+    from .health import run_monitor
+
+    with contextlib.suppress(CorralError):
+        run_monitor(_engine(args, reconcile=False), args.id)
+    return 0
+
+
 def cmd_image_import(args: argparse.Namespace) -> int:
     eng = _engine(args)
     src = args.source
@@ -855,6 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-trunc", action="store_true")
 
     p = add("container-exited", cmd_container_exited, None)
+    p.add_argument("id")
+    p = add("health-monitor", cmd_health_monitor, None)
     p.add_argument("id")
     return parser
 

@@ -39,7 +39,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import mounts, netsteps
+from . import health, mounts, netsteps
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -423,6 +423,8 @@ class Engine:
         """Undo every start step (idempotent); return what could not be undone."""
         kill_exec_sessions(c.state.exec_sessions)
         c.state.exec_sessions = []
+        health.stop_monitor(c.state.health_pid, c.id)
+        c.state.health_pid = 0
         ctx = ctx or self._context(c)
         ctx.conmon_pid = c.state.conmon_pid
         errors = undo_steps(list(reversed(START_PLAN)), ctx)
@@ -706,6 +708,7 @@ class Engine:
             out.append({"Id": c.id, "Name": c.name, "Image": c.config.image_name,
                         "Command": " ".join(c.config.cmd), "Created": c.config.created,
                         "State": c.state.status, "ExitCode": c.state.exit_code,
+                        "Health": c.state.health.get("Status", ""),
                         "StartedAt": c.state.started_at, "FinishedAt": c.state.finished_at})
         out.sort(key=lambda d: d["Created"], reverse=True)
         return out
@@ -730,9 +733,11 @@ class Engine:
 
     def exec(self, ref: str, argv: list[str], *, tty: bool = False,
              env: list[str] | tuple[str, ...] = (), workdir: str | None = None,
-             user: str | None = None, capture: bool = False) -> ExecResult:
+             user: str | None = None, capture: bool = False,
+             timeout: float | None = None) -> ExecResult:
         """Run ``argv`` in a running container through the runtime; the session is tracked
-        with the container and ended by its cleanup."""
+        with the container and ended by its cleanup. Past ``timeout`` seconds the command is
+        killed and the exit code is 124 (as ``timeout(1)``)."""
         if not argv:
             raise InvalidParameter("no command specified for exec")
         env_list = cfg.parse_env(list(env))
@@ -743,23 +748,50 @@ class Engine:
                 raise Conflict(f"Container {c.id} is not running" if c.state.status != PAUSED
                                else f"Container {c.id} is paused, unpause the container "
                                "before exec")
+            pid_file = c.paths.dir / f"exec-{exec_id[:12]}.pid"
             args = self.runtime.exec_args(c.id, argv, tty=tty, env=env_list, cwd=workdir,
-                                          user=user, pid_file=None)
+                                          user=user, pid_file=pid_file)
             try:
                 proc = subprocess.Popen(args, stdout=subprocess.PIPE if capture else None,
                                         stderr=subprocess.STDOUT if capture else None,
                                         stdin=subprocess.DEVNULL if capture else None)
             except OSError as exc:
                 raise SystemFailure(f"exec: {exc}") from exc
-            c.state.exec_sessions.append({"id": exec_id, "pid": proc.pid, "cmd": argv})
+            c.state.exec_sessions.append({"id": exec_id, "pid": proc.pid, "cmd": argv,
+                                          "pid_file": str(pid_file)})
             self._save(c)
             cid = c.id
-        output = proc.communicate()[0] if capture else b""
-        code = proc.wait()
+        try:
+            output = proc.communicate(timeout=timeout)[0] if capture else b""
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # runc exec passes signals on, but SIGKILL cannot be passed: kill both ends
+            kill_exec_sessions([{"pid": proc.pid, "pid_file": str(pid_file)}])
+            output = (proc.communicate()[0] or b"") if capture else b""
+            code = 124
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
         with contextlib.suppress(NotFound), self._locked(cid) as c:
             c.state.exec_sessions = [e for e in c.state.exec_sessions if e["id"] != exec_id]
             self._save(c)
         return ExecResult(code, output or b"")
+
+    def record_health(self, ref: str, *, exit_code: int, output: str, start: str, end: str,
+                      in_start_period: bool) -> str:
+        """Record one health check's result; emit ``health_status`` when the status changes."""
+        with self._locked(ref) as c:
+            hc = c.config.healthcheck
+            if hc is None or c.state.status not in (RUNNING, PAUSED):
+                return c.state.health.get("Status", "")
+            before = c.state.health.get("Status")
+            c.state.health = health.apply_result(c.state.health, hc, exit_code=exit_code,
+                                                 output=output, start=start, end=end,
+                                                 in_start_period=in_start_period)
+            self._save(c)
+            status = c.state.health["Status"]
+            if status != before:
+                self._emit(f"health_status: {status}", c)
+            return status
 
     # -- networks ----------------------------------------------------------------------------
 
@@ -876,6 +908,8 @@ class _Transitions:
         c.state.steps = [r.to_dict() for r in records]
         c.state.pid, c.state.conmon_pid = ctx.pid, ctx.conmon_pid
         c.state.ip, c.state.network = ctx.ip, ctx.net.name if ctx.net else ""
+        c.state.health = health.initial() if c.config.healthcheck else {}
+        c.state.health_pid = ctx.health_pid
         c.state.started_at = now_rfc3339()
         c.state.finished_at = c.state.finished_at
         event.model.fire("started")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import mounts, netsteps
+from . import health, mounts, netsteps
 from .config import DEFAULT_PATH, parse_link
 from .container import Container
 from .errors import Conflict, InvalidParameter, SystemFailure
@@ -69,6 +69,7 @@ class StartContext:
     pid: int = 0
     conmon_pid: int = 0
     foreground: subprocess.Popen | None = None
+    health_pid: int = 0
     # networking: the store, the firewall (made on first use), and the engine's callbacks
     networks: NetworkStore | None = None
     volumes: VolumeStore | None = None
@@ -347,6 +348,8 @@ class StartProcess:
             exit_dir=ctx.layout.exits, socket_dir=ctx.layout.sockets,
             exit_command=ctx.exit_command, terminal=ctx.container.config.tty))
         ctx.runtime.start(ctx.cid, ctx.paths.runtime_log)
+        if ctx.container.config.healthcheck:
+            ctx.health_pid = health.spawn_monitor(ctx.layout.root, ctx.cid)
 
     def _foreground(self, ctx: StartContext) -> None:
         """``run -i``/``-t``: runc in the foreground owns the terminal; the caller monitors."""
@@ -361,6 +364,7 @@ class StartProcess:
 
     def undo(self, ctx: StartContext) -> None:
         p = ctx.paths
+        health.stop_monitor(ctx.health_pid, ctx.cid)
         ctx.runtime.kill(ctx.cid, "KILL", all_processes=True)
         if ctx.foreground is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -407,8 +411,12 @@ def remove_cgroups(cgroups_path: str) -> None:
 
 
 def kill_exec_sessions(sessions: list[dict]) -> None:
+    """Kill exec sessions: the command in the container and the ``runc exec`` running it."""
     for s in sessions:
-        pid = int(s.get("pid", 0))
-        if process_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        pids = [int(s.get("pid", 0))]
+        if s.get("pid_file"):
+            pids.append(read_pid(Path(s["pid_file"])))
+        for pid in pids:
+            if process_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
