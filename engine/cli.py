@@ -261,6 +261,7 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "env": _env_items(args.env, args.env_file), "volumes": args.volume,
         "tmpfs": args.tmpfs, "links": args.link, "labels": _labels(args.label),
         "publish": args.publish, "dns": args.dns, "expose": args.expose,
+        "aliases": args.network_alias,
         "auto_remove": args.rm, "tty": args.tty, "interactive": args.interactive,
         "readonly_rootfs": args.read_only,
     }
@@ -286,6 +287,8 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", "--net",
                    help="bridge (default), host, none, container:NAME or a network's name")
     p.add_argument("--ip", help="a static address on the container's bridge network")
+    p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS",
+                   help="another name the container has on its user-defined network")
     p.add_argument("-p", "--publish", action="append", default=[],
                    metavar="[HOSTIP:]HOSTPORT:PORT[/PROTO]")
     p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")

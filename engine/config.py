@@ -106,6 +106,13 @@ def parse_link(spec: str) -> tuple[str, str]:
     return name.lstrip("/"), alias or name.lstrip("/")
 
 
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not NAME_RE.match(alias) and not (
+            len(alias) == 1 and alias.isalnum()):
+        raise InvalidParameter(f"invalid network alias: {alias!r}")
+    return alias
+
+
 def parse_expose(spec: str) -> str:
     """``port[/proto]``."""
     port, _, proto = spec.partition("/")
@@ -220,6 +227,7 @@ class ContainerConfig:
     ports: list[dict[str, Any]] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
     ipc_mode: str = "private"
     binds: list[Bind] = field(default_factory=list)
     tmpfs: dict[str, str] = field(default_factory=dict)

@@ -39,7 +39,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import health, mounts, netsteps
+from . import health, hostfiles, mounts, netsteps
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -243,7 +243,8 @@ class Engine:
                labels: dict[str, str] | None = None, stop_signal: str | int | None = None,
                stop_timeout: int | None = None, links: list[str] | tuple[str, ...] = (),
                readonly_rootfs: bool = False,
-               healthcheck: dict[str, Any] | None = None) -> str:
+               healthcheck: dict[str, Any] | None = None,
+               aliases: list[str] | tuple[str, ...] = ()) -> str:
         """Create a container; return its id. Everything is checked before anything is written."""
         name = cfg.check_name(name) if name is not None else generate_name()
         img: Image = self.images.get(image)
@@ -275,7 +276,8 @@ class Engine:
             restart_policy=cfg.parse_restart(restart), auto_remove=auto_remove,
             stop_signal=cfg.parse_signal(stop_signal),
             stop_timeout=cfg.DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
-            readonly_rootfs=readonly_rootfs, healthcheck=cfg.parse_healthcheck(healthcheck))
+            readonly_rootfs=readonly_rootfs, healthcheck=cfg.parse_healthcheck(healthcheck),
+            aliases=[cfg.check_alias(a) for a in aliases])
         if auto_remove and config.restart_policy["Name"] != "no":
             raise InvalidParameter("conflicting options: --restart and --rm")
         self._claim_name(name, cid)
@@ -374,7 +376,51 @@ class Engine:
             return f"/proc/{other.state.pid}/ns/net"
 
         ctx.join_network = join
+        ctx.network_peers = lambda: self._peer_hosts(c.config.network_mode, c.id)
         return ctx
+
+    # -- names on user-defined networks --------------------------------------------------------
+
+    def _members(self, network: str) -> list[Container]:
+        """Running containers on the user-defined network ``network``."""
+        if network in ("", DEFAULT_NETWORK, "host", "none") or network.startswith("container:"):
+            return []
+        out = []
+        for cid in self._ids():
+            with contextlib.suppress(CorralError):
+                c = self._load(cid)
+                if c.state.network == network and c.state.status in (RUNNING, PAUSED) \
+                        and c.state.ip:
+                    out.append(c)
+        return out
+
+    def _peer_hosts(self, network: str, own: str) -> list[tuple[str, str]]:
+        """hosts entries for the other members of ``network``: as Docker's embedded DNS does on
+        user-defined networks, containers find each other by name, hostname and alias."""
+        entries = []
+        for m in self._members(network):
+            if m.id != own:
+                names = dict.fromkeys([m.name, *([m.config.hostname] if m.config.hostname
+                                                 else []), *m.config.aliases, m.id[:12]])
+                entries.append((m.state.ip, " ".join(names)))
+        return entries
+
+    def _sync_network_hosts(self, network: str) -> None:
+        """Rewrite the hosts file of every member of ``network`` after one joined or left."""
+        for m in self._members(network):
+            ctx = self._context(m)
+            extra = self._peer_hosts(network, m.id)
+            for link in m.config.links:
+                name, alias = cfg.parse_link(link)
+                with contextlib.suppress(CorralError):
+                    other = self.get(name)
+                    if other.state.ip:
+                        extra.append((other.state.ip, f"{alias} {other.name}"))
+            text = hostfiles.hosts_content(netsteps.hostname_of(ctx), m.state.ip, extra)
+            try:
+                hostfiles.rewrite_in_place(m.paths.hosts, text)
+            except OSError as exc:
+                logger.warning("cannot update the hosts file of {}: {}", m.name, exc)
 
     def firewall(self) -> Any:
         """The engine's own nftables table, made on first use."""
@@ -917,6 +963,7 @@ class _Transitions:
     def on_started(self, event: Any) -> None:
         e, c = self.engine, self.c
         e._save(c, event.model)
+        e._sync_network_hosts(c.state.network)
         e._emit("start", c)
         if e._watcher is not None and c.state.conmon_pid:
             e._watcher.add(c)
@@ -943,6 +990,7 @@ class _Transitions:
     def on_exit(self, event: Any) -> None:
         e, c = self.engine, self.c
         errors = e._cleanup(c, self.ctx)
+        left = c.state.network
         c.state.ip = c.state.network = ""
         c.state.exit_code = int(event.kwargs.get("exit_code", LOST_EXIT_CODE))
         c.state.error = "; ".join([event.kwargs.get("error") or "", *errors]).strip("; ")
@@ -957,6 +1005,7 @@ class _Transitions:
         if delay is not None:
             c.state.restart_delay = delay
         e._save(c, event.model)
+        e._sync_network_hosts(left)
         e._emit("die", c, exitCode=str(c.state.exit_code))
         e._enter(c, DEAD)
         if c.config.auto_remove:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 LOCALHOST_LINES = (
@@ -53,3 +54,15 @@ def read_host_resolv(path: Path = Path("/etc/resolv.conf")) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def rewrite_in_place(path: Path, text: str) -> None:
+    """Replace a bind-mounted file's content without a new inode (a rename would leave the
+    container looking at the old file); a reader never sees it empty."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)

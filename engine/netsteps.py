@@ -137,7 +137,7 @@ class Files:
         if host:
             hosts = _read("/etc/hosts") or hostfiles.hosts_content(name)
         else:
-            hosts = hostfiles.hosts_content(name, ctx.ip or None)
+            hosts = hostfiles.hosts_content(name, ctx.ip or None, ctx.network_peers())
         _write(p.hosts, hosts)
         _write(p.resolv, hostfiles.resolv_content(hostfiles.read_host_resolv(), c.dns,
                                                   keep_loopback=host))

@@ -76,6 +76,7 @@ class StartContext:
     firewall: Callable[[], Any] = _no_firewall
     fail_point: Callable[[str], bool] | None = None
     join_network: Callable[[str], str] = _no_join
+    network_peers: Callable[[], list[tuple[str, str]]] = list
     find_container: Callable[[str], Container] | None = None
     net: Network | None = None
     ip: str = ""

@@ -298,3 +298,25 @@ def test_container_reaches_its_own_published_port_through_the_gateway(engine, bu
     gateway = engine.network_inspect("bridge")["IPAM"]["Config"][0]["Gateway"]
     assert fetch(engine, cid, f"http://{gateway}:{port}/") == "hello-from-self\n"
     engine.remove(cid, force=True)
+
+
+def test_members_of_a_user_network_find_each_other_by_name_and_alias(engine, busybox) -> None:
+    engine.network_create("proj", subnet="10.214.55.0/24")
+    db = engine.create(busybox, HTTPD, name="proj-db-1", hostname="dbhost",
+                       network="proj", aliases=["db"])
+    engine.start(db)
+    app = engine.create(busybox, ["/bin/sleep", "60"], name="proj-app-1", network="proj",
+                        aliases=["app"])
+    engine.start(app)
+    db_ip = engine.inspect(db)["NetworkSettings"]["IPAddress"]
+    assert fetch(engine, app, "http://db:80/") == "hello-from-dbhost\n"
+    # the member that started first learns of the later one too
+    _, hosts = run_in(engine, db, "cat", "/etc/hosts")
+    app_ip = engine.inspect(app)["NetworkSettings"]["IPAddress"]
+    assert f"{app_ip}\tproj-app-1 app" in hosts
+    engine.stop(app, timeout=1)
+    _, hosts = run_in(engine, db, "cat", "/etc/hosts")
+    assert "proj-app-1" not in hosts and db_ip in hosts
+    for cid in (app, db):
+        engine.remove(cid, force=True)
+    engine.network_remove("proj")
