@@ -868,6 +868,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
 
+    from . import cli_compose
+
+    cli_compose.register(add, sub, _engine)
+
     p = add("container-exited", cmd_container_exited, None)
     p.add_argument("id")
     p = add("health-monitor", cmd_health_monitor, None)

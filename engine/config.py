@@ -149,17 +149,23 @@ def parse_healthcheck(hc: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def parse_memory(value: str | int | None) -> int | None:
+def parse_size(value: str | int | None, what: str = "size") -> int | None:
+    """Bytes from ``512m``, ``1g``, ``64k`` or a number."""
     if value in (None, "", 0):
         return None
-    if isinstance(value, int):
-        n = value
-    else:
-        m = re.fullmatch(r"(\d+)([bkmg]?)b?", str(value).strip().lower())
-        if not m:
-            raise InvalidParameter(f"invalid memory size: {value!r}")
-        n = int(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[
-            m.group(2)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"(\d+)([bkmg]?)b?", str(value).strip().lower())
+    if not m:
+        raise InvalidParameter(f"invalid {what}: {value!r}")
+    return int(m.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[
+        m.group(2)]
+
+
+def parse_memory(value: str | int | None) -> int | None:
+    n = parse_size(value, "memory size")
+    if n is None:
+        return None
     if n < MIN_MEMORY:
         raise InvalidParameter(f"invalid memory: {value!r}: minimum memory limit is 6MB")
     return n
@@ -228,6 +234,7 @@ class ContainerConfig:
     dns: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    shm_size: int | None = None
     ipc_mode: str = "private"
     binds: list[Bind] = field(default_factory=list)
     tmpfs: dict[str, str] = field(default_factory=dict)

@@ -244,7 +244,8 @@ class Engine:
                stop_timeout: int | None = None, links: list[str] | tuple[str, ...] = (),
                readonly_rootfs: bool = False,
                healthcheck: dict[str, Any] | None = None,
-               aliases: list[str] | tuple[str, ...] = ()) -> str:
+               aliases: list[str] | tuple[str, ...] = (),
+               shm_size: str | int | None = None) -> str:
         """Create a container; return its id. Everything is checked before anything is written."""
         name = cfg.check_name(name) if name is not None else generate_name()
         img: Image = self.images.get(image)
@@ -277,7 +278,8 @@ class Engine:
             stop_signal=cfg.parse_signal(stop_signal),
             stop_timeout=cfg.DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
             readonly_rootfs=readonly_rootfs, healthcheck=cfg.parse_healthcheck(healthcheck),
-            aliases=[cfg.check_alias(a) for a in aliases])
+            aliases=[cfg.check_alias(a) for a in aliases],
+            shm_size=cfg.parse_size(shm_size, "shm size"))
         if auto_remove and config.restart_policy["Name"] != "no":
             raise InvalidParameter("conflicting options: --restart and --rm")
         self._claim_name(name, cid)

@@ -284,9 +284,10 @@ class SetupIpc:
         shm = ctx.paths.shm
         shm.mkdir(mode=0o700, exist_ok=True)
         if not mounts.mounted_under(shm):
+            size = ctx.container.config.shm_size or SHM_SIZE
             mounts.mount("shm", shm, "tmpfs",
                          mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
-                         f"mode=1777,size={SHM_SIZE}")
+                         f"mode=1777,size={size}")
         ctx.ipc = "new"
         ctx.mounts.append(bind_mount(str(shm), "/dev/shm", readonly=False))
 

@@ -1,0 +1,306 @@
+"""Deployments: the services of one Compose-subset file brought up and down together.
+
+Names follow Compose: containers ``<project>-<service>-1`` (or ``container_name``), networks
+``<project>_<name>`` (``<project>_default`` when a service names none), volumes
+``<project>_<name>``; every container carries the labels ``com.docker.compose.project`` and
+``com.docker.compose.service``, which is how a deployment finds its containers again.
+Services are started in ``depends_on`` order, each waiting for its dependencies' conditions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .errors import Conflict, CorralError, InvalidParameter, NotFound, NotModified
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_LABEL = "io.corral.config-hash"
+DEFAULT_WAIT = 120.0
+
+Progress = Callable[[str], None]
+
+
+class DependencyFailed(Conflict):
+    pass
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class Deployment:
+    """One project on one engine."""
+
+    def __init__(self, engine: Any, project: Any, *, progress: Progress = _quiet,
+                 wait_timeout: float = DEFAULT_WAIT) -> None:
+        self.engine = engine
+        self.project = project
+        self.progress = progress
+        self.wait_timeout = wait_timeout
+
+    # -- names -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+    def container_name(self, service: str) -> str:
+        return self.project.container_name(service)
+
+    # -- what the engine is asked for ---------------------------------------------------------
+
+    def create_kwargs(self, service: str) -> dict[str, Any]:
+        """The project's mapping of a service, plus what a deployment adds: a network of its
+        own when the service names none (as Compose's ``<project>_default``), the service name
+        as an alias there, and a hash of the definition to notice when it changed."""
+        svc = self.project.services[service]
+        if len(svc.networks) > 1:
+            raise InvalidParameter(f"services.{service}.networks: a container joins one network "
+                                   f"in corral; {len(svc.networks)} are named")
+        kwargs = self.project.create_kwargs(service)
+        if svc.network_mode is None and not svc.networks:
+            kwargs["network"] = self.project.network_name("default")
+        if kwargs["network"].startswith(f"{self.name}_"):
+            kwargs["aliases"] = [service]
+        kwargs["shm_size"] = svc.shm_size
+        digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode())
+        kwargs["labels"] = {**kwargs["labels"], CONFIG_LABEL: digest.hexdigest()[:16]}
+        return kwargs
+
+    # -- what exists -------------------------------------------------------------------------
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        """service -> inspect() of its container, for the containers that exist."""
+        out = {}
+        for info in self.engine.list(all=True):
+            with contextlib.suppress(NotFound):
+                full = self.engine.inspect(info["Id"])
+                labels = full["Config"]["Labels"]
+                if labels.get(PROJECT_LABEL) == self.name:
+                    out[labels.get(SERVICE_LABEL, "")] = full
+        return out
+
+    def _selected(self, services: list[str] | None, with_deps: bool = True) -> list[str]:
+        order = self.project.start_order()
+        if not services:
+            return order
+        for s in services:
+            if s not in self.project.services:
+                raise NotFound(f"no such service: {s}")
+        wanted = set(services)
+        if with_deps:
+            todo = list(services)
+            while todo:
+                for dep in self.project.services[todo.pop()].depends_on:
+                    if dep not in wanted:
+                        wanted.add(dep)
+                        todo.append(dep)
+        return [s for s in order if s in wanted]
+
+    # -- up ----------------------------------------------------------------------------------
+
+    def up(self, services: list[str] | None = None) -> list[str]:
+        """Create what is missing and start the services in dependency order; return the
+        container ids. A dependency that fails its condition stops ``up`` with its name."""
+        selected = self._selected(services)
+        self._ensure_networks([self.create_kwargs(s)["network"] for s in selected])
+        self._ensure_volumes()
+        ids = []
+        for service in selected:
+            self._wait_dependencies(service)
+            ids.append(self._up_one(service))
+        return ids
+
+    def _ensure_networks(self, networks: list[str]) -> None:
+        for net_name in dict.fromkeys(networks):
+            if not net_name.startswith(f"{self.name}_"):
+                continue  # bridge, host, none, container:<name>: not the project's to make
+            spec = self.project.networks.get(net_name[len(self.name) + 1:])
+            try:
+                self.engine.networks.get(net_name)
+            except NotFound:
+                self.engine.network_create(
+                    net_name, subnet=spec.subnet if spec else None,
+                    gateway=spec.gateway if spec else None, labels={PROJECT_LABEL: self.name})
+                self.progress(f"Network {net_name}  Created")
+
+    def _ensure_volumes(self) -> None:
+        for vol in (self.project.volumes or {}):
+            name = self.project.volume_name(vol)
+            try:
+                self.engine.volumes.get(name)
+            except NotFound:
+                self.engine.volume_create(name, labels={PROJECT_LABEL: self.name})
+                self.progress(f"Volume {name}  Created")
+
+    def _up_one(self, service: str) -> str:
+        kwargs = self.create_kwargs(service)
+        name = kwargs["name"]
+        image = kwargs.pop("image")
+        existing = self.containers().get(service)
+        if existing is not None and existing["Config"]["Labels"].get(CONFIG_LABEL) != \
+                kwargs["labels"][CONFIG_LABEL]:
+            self.engine.remove(existing["Id"], force=True)  # its definition changed
+            self.progress(f"Container {name}  Recreated")
+            existing = None
+        if existing is None:
+            cid = self.engine.create(image, kwargs.pop("cmd"), **kwargs)
+            self.progress(f"Container {name}  Created")
+        else:
+            cid = existing["Id"]
+        try:
+            self.engine.start(cid)
+            self.progress(f"Container {name}  Started")
+        except NotModified:
+            self.progress(f"Container {name}  Running")
+        return cid
+
+    def _wait_dependencies(self, service: str) -> None:
+        for dep, condition in self.project.services[service].depends_on.items():
+            self._wait_condition(service, dep, condition)
+
+    def _wait_condition(self, service: str, dep: str, condition: str) -> None:
+        name = self.container_name(dep)
+        deadline = time.monotonic() + self.wait_timeout
+        announced = False
+        while True:
+            try:
+                state = self.engine.inspect(name)["State"]
+            except NotFound as exc:
+                raise DependencyFailed(f"service {service}: dependency {dep} has no "
+                                       "container") from exc
+            status = state["Status"]
+            health = (state.get("Health") or {}).get("Status", "")
+            if condition == "service_started" and status in ("running", "dead"):
+                return
+            if condition == "service_healthy":
+                if health == "healthy":
+                    return
+                if health == "unhealthy" or (status == "dead" and not state.get("Restarting")):
+                    raise DependencyFailed(f"dependency failed to start: container {name} is "
+                                           f"{health or 'not running'} (service {dep})")
+                if not state.get("Health") and status == "running":
+                    raise DependencyFailed(f"service {service} waits for {dep} to be healthy, "
+                                           f"but {dep} has no healthcheck")
+            if condition == "service_completed_successfully" and status == "dead" \
+                    and not state.get("Restarting"):
+                if state["ExitCode"] == 0:
+                    return
+                raise DependencyFailed(f"service {dep} didn't complete successfully: exit "
+                                       f"{state['ExitCode']}")
+            if time.monotonic() > deadline:
+                raise DependencyFailed(f"service {service}: timed out waiting for {dep} "
+                                       f"({condition})")
+            if not announced:
+                self.progress(f"Container {name}  Waiting ({condition})")
+                announced = True
+            time.sleep(0.1)
+
+    # -- stop, start, restart, down ------------------------------------------------------------
+
+    def stop(self, services: list[str] | None = None, timeout: float | None = None) -> None:
+        existing = self.containers()
+        for service in reversed(self._selected(services, with_deps=False)):
+            info = existing.get(service)
+            if info is not None:
+                self.engine.stop(info["Id"], timeout)
+                self.progress(f"Container {info['Name'].lstrip('/')}  Stopped")
+
+    def start(self, services: list[str] | None = None) -> None:
+        existing = self.containers()
+        for service in self._selected(services, with_deps=False):
+            if service not in existing:
+                raise NotFound(f"service {service} has no container: run up first")
+            self._wait_dependencies(service)
+            with contextlib.suppress(NotModified):
+                self.engine.start(existing[service]["Id"])
+                self.progress(f"Container {self.container_name(service)}  Started")
+
+    def restart(self, services: list[str] | None = None, timeout: float | None = None) -> None:
+        self.stop(services, timeout)
+        self.start(services)
+
+    def down(self, *, volumes: bool = False, timeout: float | None = None) -> None:
+        """Stop and remove the project's containers and networks (and volumes with
+        ``volumes``); named volumes otherwise survive for the next ``up``."""
+        existing = self.containers()
+        order = [s for s in reversed(self.project.start_order()) if s in existing]
+        order += [s for s in existing if s not in order]  # services no longer in the file
+        for service in order:
+            info = existing[service]
+            name = info["Name"].lstrip("/")
+            with contextlib.suppress(NotFound):
+                self.engine.stop(info["Id"], timeout)
+                self.engine.remove(info["Id"], force=True)
+                self.progress(f"Container {name}  Removed")
+        for net in self.engine.network_list():
+            if net.labels.get(PROJECT_LABEL) == self.name:
+                with contextlib.suppress(NotFound):
+                    self.engine.network_remove(net.name)
+                    self.progress(f"Network {net.name}  Removed")
+        if volumes:
+            for vol in self.engine.volume_list():
+                if vol.labels.get(PROJECT_LABEL) == self.name:
+                    self.engine.volume_remove(vol.name)
+                    self.progress(f"Volume {vol.name}  Removed")
+
+    def ps(self) -> list[dict[str, Any]]:
+        rows = []
+        for service, info in sorted(self.containers().items()):
+            state = info["State"]
+            rows.append({"Service": service, "Name": info["Name"].lstrip("/"),
+                         "Id": info["Id"], "State": state["Status"],
+                         "Health": (state.get("Health") or {}).get("Status", ""),
+                         "ExitCode": state["ExitCode"], "StartedAt": state["StartedAt"],
+                         "FinishedAt": state["FinishedAt"],
+                         "Ports": info["NetworkSettings"]["Ports"]})
+        return rows
+
+    def logs(self, services: list[str] | None = None, *, follow: bool = False,
+             stop: Callable[[], bool] | None = None) -> Iterator[tuple[str, Any]]:
+        """(service, LogRecord) from the selected services, interleaved as they come."""
+        existing = self.containers()
+        chosen = [s for s in self._selected(services, with_deps=False) if s in existing]
+        if not follow:
+            for service in chosen:
+                for rec in self.engine.logs(existing[service]["Id"]):
+                    yield service, rec
+            return
+        q: queue.Queue = queue.Queue()
+        done = object()
+
+        def pump(service: str, cid: str) -> None:
+            try:
+                for rec in self.engine.logs(cid, follow=True):
+                    q.put((service, rec))
+                    if stop is not None and stop():
+                        break
+            except CorralError:
+                pass
+            finally:
+                q.put(done)
+
+        threads = [threading.Thread(target=pump, args=(s, existing[s]["Id"]), daemon=True)
+                   for s in chosen]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        while running:
+            try:
+                item = q.get(timeout=0.2)
+            except queue.Empty:
+                if stop is not None and stop():
+                    return
+                continue
+            if item is done:
+                running -= 1
+                continue
+            yield item
