@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.compose import load_project
-from engine.deploy import Deployment, DependencyFailed
+from engine.deploy import DependencyFailed, Deployment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
