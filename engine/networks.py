@@ -108,8 +108,13 @@ class NetworkStore:
         if net is not None:
             return net
         default_root = self.layout.root == Path(os.path.abspath(DEFAULT_ROOT))
-        bridge = DEFAULT_BRIDGE if default_root else self._bridge_name(DEFAULT_NETWORK)
-        return self._define(DEFAULT_NETWORK, None, None, {}, bridge=bridge,
+        bridge = os.environ.get("CORRAL_BRIDGE") or (
+            DEFAULT_BRIDGE if default_root else self._bridge_name(DEFAULT_NETWORK))
+        # as dockerd's --bip: the default network's subnet and gateway can be chosen, once,
+        # before its first use; otherwise a free one is picked
+        subnet = os.environ.get("CORRAL_BRIDGE_SUBNET") or None
+        gateway = os.environ.get("CORRAL_BRIDGE_GATEWAY") or None
+        return self._define(DEFAULT_NETWORK, subnet, gateway, {}, bridge=bridge,
                             preferred=DEFAULT_SUBNET if default_root else None)
 
     def create(self, name: str, subnet: str | None = None, gateway: str | None = None,

@@ -320,3 +320,16 @@ def test_members_of_a_user_network_find_each_other_by_name_and_alias(engine, bus
     for cid in (app, db):
         engine.remove(cid, force=True)
     engine.network_remove("proj")
+
+
+def test_default_bridge_subnet_and_gateway_are_configurable(root_dir, monkeypatch) -> None:
+    from engine import Engine
+
+    monkeypatch.setenv("CORRAL_BRIDGE_SUBNET", "10.214.99.0/24")
+    monkeypatch.setenv("CORRAL_BRIDGE_GATEWAY", "10.214.99.254")
+    eng = Engine(root_dir, watch=False)
+    try:
+        cfg = eng.network_inspect("bridge")["IPAM"]["Config"][0]
+        assert cfg == {"Subnet": "10.214.99.0/24", "Gateway": "10.214.99.254"}
+    finally:
+        eng.close()
