@@ -724,6 +724,80 @@ def cmd_volume_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- lifecycle graphs -----------------------------------------------------------------------
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import graphs
+
+    def service_states(project: Any) -> dict[str, str]:
+        # "running (healthy)", "dead (exit 1)"; a service without a container is left out,
+        # and the diagram draws it as not created
+        eng = _engine(args)
+        states = {}
+        for service in project.services:
+            try:
+                state = eng.inspect(project.container_name(service))["State"]
+            except NotFound:
+                continue
+            health = (state.get("Health") or {}).get("Status", "")
+            if health:
+                states[service] = f"{state['Status']} ({health})"
+            elif state["Status"] == "dead":
+                states[service] = f"dead (exit {state.get('ExitCode', 0)})"
+            else:
+                states[service] = state["Status"]
+        return states
+
+    suffixes = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot",
+                ".svg": "svg", ".png": "png"}
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    fmt = args.format or suffixes.get(suffix, "mermaid")
+    to_stdout = args.output in (None, "-")
+    if fmt in ("svg", "png") and to_stdout and sys.stdout.isatty():
+        raise _Usage(f"{fmt} is binary: give -o FILE, or redirect the output")
+    if args.deployment:
+        if args.container:
+            raise _Usage("--deployment draws a deployment file, not a container")
+        from .cli_compose import find_file
+        from .compose import load_project
+
+        project = load_project(find_file(args.file), project_name=args.project_name)
+        services = {name: {"depends_on": dict(svc.depends_on)}
+                    for name, svc in project.services.items()}
+        out = graphs.deployment_diagram(services, service_states(project), fmt,
+                                        title=f"deployment {project.name}")
+    elif args.container:
+        out = graphs.container_diagram(_engine(args).inspect(args.container), fmt)
+    else:
+        out = graphs.machine_diagram(fmt)
+    data = out.encode() if isinstance(out, str) else out
+    if to_stdout:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+    else:
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as exc:
+            raise InvalidParameter(f"cannot write {args.output}: {exc.strerror}") from exc
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import json
+
+    from . import graphs
+
+    rows = graphs.history_rows(_engine(args).inspect(args.container))
+    if args.format == "json":
+        _out(json.dumps(rows, indent=2))
+    else:
+        sys.stdout.write(graphs.format_history_table(rows))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 
@@ -871,6 +945,23 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_compose
 
     cli_compose.register(add, sub, _engine)
+
+    p = add("graph", cmd_graph, "draw the lifecycle machine, a container's history, or a "
+            "deployment (Mermaid on stdout unless -o or --format says otherwise)")
+    p.add_argument("container", nargs="?", metavar="CONTAINER",
+                   help="draw this container's history over the machine")
+    # engine.graphs.FORMATS, spelt out: the parser is built before any command runs
+    p.add_argument("--format", choices=("mermaid", "dot", "svg", "png"), default=None,
+                   help="mermaid (default), dot, svg or png (default: from -o's suffix)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (- for stdout)")
+    p.add_argument("--deployment", action="store_true",
+                   help="draw the services of a deployment file and their states")
+    p.add_argument("-f", "--file", metavar="FILE", help="the deployment file")
+    p.add_argument("-p", "--project-name", metavar="NAME", help="the deployment's name")
+
+    p = add("history", cmd_history, "print a container's transitions")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("container", metavar="CONTAINER")
 
     p = add("container-exited", cmd_container_exited, None)
     p.add_argument("id")

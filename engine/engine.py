@@ -954,6 +954,7 @@ class _Transitions:
             event.model.fire("fail", error=failure)
             return
         c.state.steps = [r.to_dict() for r in records]
+        c.state.exit_code = 0  # as Docker: a running container has no exit code yet
         c.state.pid, c.state.conmon_pid = ctx.pid, ctx.conmon_pid
         c.state.ip, c.state.network = ctx.ip, ctx.net.name if ctx.net else ""
         c.state.health = health.initial() if c.config.healthcheck else {}
