@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from engine.compose import load_project
 from engine.deploy import DependencyFailed, Deployment
@@ -16,11 +16,6 @@ from engine.deploy import DependencyFailed, Deployment
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def deployment(engine, path: Path, name: str | None = None) -> Deployment:

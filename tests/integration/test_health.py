@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from leakprobe import LeakProbe
-
-
-def wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+from waiting import wait_for
 
 
 def health(engine, cid: str) -> dict:

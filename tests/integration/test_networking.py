@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from waiting import wait_for
 
 from engine import Conflict, InvalidParameter, NotFound, StartFailed
 from engine.netsteps import SUB_STEP_NAMES, netns_name, veth_name
@@ -18,11 +19,6 @@ HTTPD = ["/bin/sh", "-c", "mkdir -p /www && echo hello-from-$(hostname) > /www/i
          "exec httpd -f -p 80 -h /www"]
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def run_in(engine, cid: str, *argv: str) -> tuple[int, str]:

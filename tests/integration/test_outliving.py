@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
+
+from waiting import wait_for
 
 from engine import Engine
 from engine.runtime import process_alive
 from engine.store import read_json
-
-
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_exit_command_records_the_exit_with_no_engine_alive(root_dir, probe) -> None:

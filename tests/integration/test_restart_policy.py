@@ -7,15 +7,10 @@ import os
 import signal
 import time
 
+from waiting import wait_for
+
 from engine import Engine
 from engine.store import read_json
-
-
-def wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_on_failure_3_restarts_exactly_three_times_with_growing_delays(root_dir) -> None:
