@@ -145,3 +145,33 @@ services:
                           text=True)
     assert down.returncode == 0, down.stderr
     assert subprocess.run(corral + ["ps", "-aq"], capture_output=True, text=True).stdout == ""
+
+
+def test_foreground_up_streams_prefixed_logs_and_ctrl_c_stops(root_dir, tmp_path) -> None:
+    import signal
+
+    corral = [sys.executable, "-m", "engine", "--root", str(root_dir)]
+    subprocess.run(corral + ["image", "busybox"], check=True, capture_output=True)
+    path = write(tmp_path, """
+name: fg
+services:
+  ticker:
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done"]
+""")
+    proc = subprocess.Popen(corral + ["up", "-f", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.strip() == "ticker | tick"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert "Gracefully stopping" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    info = subprocess.run(corral + ["inspect", "fg-ticker-1"], capture_output=True, text=True)
+    assert '"Status": "dead"' in info.stdout
+    subprocess.run(corral + ["down", "-t", "1", "-f", str(path)], check=True,
+                   capture_output=True)
