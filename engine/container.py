@@ -41,6 +41,9 @@ class ContainerState:
     restart_delay: float = 0.0
     health: dict[str, Any] = field(default_factory=dict)
     health_pid: int = 0
+    # an undo failed: something of the last run may be left; the next reconcile (or start)
+    # finishes the cleanup
+    cleanup_pending: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,7 +39,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import health, hostfiles, mounts, netsteps
+from . import fsck, health, hostfiles, mounts, netsteps
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -62,11 +62,14 @@ from .restart import next_delay
 from .runtime import Runtime, find_runtime, process_alive
 from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
 from .store import atomic_write_json, file_lock, read_json
+from .users import runtime_user
 from .volumes import Volume, VolumeStore
 
 EXIT_FILE_WAIT = 5.0
 START_FAILED_EXIT_CODE = 128
 LOST_EXIT_CODE = 255
+CLEANUP_INCOMPLETE = "cleanup incomplete"
+PAUSE_LIMIT = 600.0  # a ``pause:<step>`` fail point holds the start this long at most
 
 Hook = Callable[[dict[str, Any]], None]
 
@@ -105,7 +108,9 @@ class Engine:
         self.bus = EventBus()
         self.fail_points: set[str] = set(fail_points or ()) | _fail_points_from_env()
         self._hooks: dict[str, list[Hook]] = {}
-        self._deaths_seen: set[tuple[str, str]] = set()  # (id, started_at) given to hooks
+        # id -> started_at of the last death given to hooks: one entry per container, so a
+        # supervisor restarting a container for months does not grow it
+        self._deaths_seen: dict[str, str] = {}
         self.networks = NetworkStore(self.layout)
         self.volumes = VolumeStore(self.layout.root)
         self._firewall: Any = None
@@ -146,7 +151,7 @@ class Engine:
             state = ContainerState.from_dict(read_json(paths.state))
         except FileNotFoundError as exc:
             raise NotFound(f"No such container: {cid}") from exc
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SystemFailure(f"container {cid}: unreadable state: {exc}") from exc
         return Container(config, state, paths)
 
@@ -192,10 +197,9 @@ class Engine:
 
     def _enter(self, c: Container, state: str) -> None:
         if state == DEAD:
-            key = (c.id, c.state.started_at)
-            if key in self._deaths_seen:
+            if self._deaths_seen.get(c.id) == c.state.started_at:
                 return
-            self._deaths_seen.add(key)
+            self._deaths_seen[c.id] = c.state.started_at
         for hook in list(self._hooks.get(state, ())):
             try:
                 hook(c.inspect())
@@ -355,7 +359,16 @@ class Engine:
     # -- start -------------------------------------------------------------------------------
 
     def _fail_point(self, step: str) -> bool:
+        """Fail points, set by tests: ``<step>`` or ``network.<sub-step>`` fails that step after
+        its do, ``undo:<name>`` fails its undo, ``pause:<name>`` holds the start there (after
+        writing ``<root>/paused-at-<name>``) so a test can kill the engine at that point."""
+        if f"pause:{step}" in self.fail_points:
+            (self.layout.root / f"paused-at-{step}").touch()
+            time.sleep(PAUSE_LIMIT)
         return step in self.fail_points
+
+    def _undo_fail_point(self, step: str) -> bool:
+        return self._fail_point(f"undo:{step}")
 
     def _context(self, c: Container, interactive: bool = False) -> StartContext:
         try:
@@ -454,6 +467,10 @@ class Engine:
             return c.state.exit_code
 
     def _start_locked(self, c: Container, ctx: StartContext) -> None:
+        # what a failed undo left (a namespace, a lease) would make the steps' do fail
+        if c.state.cleanup_pending and not self._finish_cleanup(c):
+            raise SystemFailure(f"cannot start container {c.name}: the cleanup of its last "
+                                f"run is incomplete: {c.state.error}")
         delegate = _Transitions(self, c, ctx)
         lc = self._lifecycle(c, delegate)
         self._fire(lc, "start")
@@ -475,10 +492,21 @@ class Engine:
         c.state.health_pid = 0
         ctx = ctx or self._context(c)
         ctx.conmon_pid = c.state.conmon_pid
-        errors = undo_steps(list(reversed(START_PLAN)), ctx)
+        errors = undo_steps(list(reversed(START_PLAN)), ctx, fail_point=self._undo_fail_point)
         for step, exc in errors:
             logger.error("container {}: cleanup of step {} failed: {}", c.name, step, exc)
         return [f"{step}: {exc}" for step, exc in errors]
+
+    def _finish_cleanup(self, c: Container) -> bool:
+        """Retry the cleanup an undo left incomplete; True once nothing is left."""
+        errors = self._cleanup(c)
+        if errors:
+            return False
+        c.state.cleanup_pending = False
+        c.state.error = c.state.error.partition(CLEANUP_INCOMPLETE)[0].rstrip("; ")
+        self._save(c)
+        logger.info("container {}: cleanup finished", c.name)
+        return True
 
     def _observed_exit(self, c: Container) -> tuple[int, str] | None:
         """The exit of an active container, if it has exited: (exit code, error)."""
@@ -502,26 +530,34 @@ class Engine:
                 self._exit_locked(c, seen[0], seen[1])
         elif status == STARTING:
             # we hold the lock, so the process that was starting it is gone: finish its undo
-            self._cleanup(c)
+            errors = self._cleanup(c)
             c.state.status = DEAD
             c.state.exit_code = START_FAILED_EXIT_CODE
             c.state.error = "start interrupted: the engine stopped during start"
+            if errors:
+                c.state.error += f"; {CLEANUP_INCOMPLETE}: {'; '.join(errors)}"
+            c.state.cleanup_pending = bool(errors)
+            c.state.pid = c.state.conmon_pid = 0
             c.state.finished_at = now_rfc3339()
             self._save(c)
             self._emit("die", c, exitCode=str(c.state.exit_code))
         elif status == REMOVING:
             self._finish_remove(c)
+        elif c.state.cleanup_pending:
+            self._finish_cleanup(c)
 
     def reconcile(self) -> None:
-        """Bring stored state in line with what runc and conmon say; finish broken starts and
-        removals. Containers another process is acting on are left to it."""
+        """Bring stored state in line with what runc and conmon say; finish broken starts,
+        removals and cleanups. Containers another process is acting on are left to it."""
+        self._check_store()
         for cid in self._ids():
             paths = self.layout.container(cid)
             try:
                 state = read_json(paths.state)
             except (OSError, ValueError):
                 continue
-            if state.get("status") not in (*ACTIVE, REMOVING):
+            if not isinstance(state, dict) or (state.get("status") not in (*ACTIVE, REMOVING)
+                                               and not state.get("cleanup_pending")):
                 continue
             try:
                 with file_lock(paths.lock, blocking=False) as got:
@@ -538,6 +574,37 @@ class Engine:
             self._reclaim_leases()
         except (CorralError, OSError) as exc:
             logger.warning("sweep of orphaned runtime state failed: {}", exc)
+
+    def _check_store(self) -> None:
+        """Remove what interrupted writes left; set aside, with a warning, each container
+        folder that cannot be read, once what it held is torn down (see ``fsck``)."""
+        try:
+            for path in fsck.sweep_strays(self.layout):
+                logger.warning("removed {}, left by an interrupted write", path)
+        except (CorralError, OSError) as exc:  # the engine starts all the same
+            logger.warning("sweep of stray temporary files failed: {}", exc)
+        for cid in self._ids():
+            paths = self.layout.container(cid)
+            if fsck.entry_problem(paths, cid) is None:
+                continue
+            try:
+                with file_lock(paths.lock, blocking=False) as got:
+                    # under the lock, look again: another process may have just removed it
+                    problem = fsck.entry_problem(paths, cid)
+                    if not got or problem is None or not paths.dir.is_dir():
+                        continue
+                    config, state = fsck.recover(paths, cid)
+                    c = Container(config, state, paths)
+                    self._cleanup(c)
+                    with contextlib.suppress(CorralError, OSError):
+                        self.firewall().remove_ports(cid)  # the stand-in config has no ports
+                    dest = fsck.set_aside(self.layout, cid)
+                logger.warning("container {}: {}; set aside in {}", cid, problem, dest)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except (CorralError, OSError) as exc:
+                logger.warning("container {}: {}; cannot set it aside: {}", cid,
+                               fsck.entry_problem(paths, cid), exc)
 
     def _reclaim_leases(self) -> None:
         def active(cid: str) -> bool:
@@ -798,7 +865,8 @@ class Engine:
                                "before exec")
             pid_file = c.paths.dir / f"exec-{exec_id[:12]}.pid"
             args = self.runtime.exec_args(c.id, argv, tty=tty, env=env_list, cwd=workdir,
-                                          user=user, pid_file=pid_file)
+                                          user=runtime_user(c.paths.rootfs, user),
+                                          pid_file=pid_file)
             try:
                 proc = subprocess.Popen(args, stdout=subprocess.PIPE if capture else None,
                                         stderr=subprocess.STDOUT if capture else None,
@@ -948,7 +1016,8 @@ class _Transitions:
         c.state.error = c.state.error_step = ""
         e._save(c, event.model)  # a crash from here on is seen as ``starting`` and undone
         try:
-            records = run_steps(START_PLAN, ctx, fail_point=e._fail_point)
+            records = run_steps(START_PLAN, ctx, fail_point=e._fail_point,
+                                undo_fail_point=e._undo_fail_point)
         except StepFailure as failure:
             self.failure = failure
             event.model.fire("fail", error=failure)
@@ -984,6 +1053,10 @@ class _Transitions:
         c.state.finished_at = now_rfc3339()
         for step, exc in failure.undo_errors:
             logger.error("container {}: undo of step {} failed: {}", c.name, step, exc)
+        if failure.undo_errors:
+            c.state.error += f"; {CLEANUP_INCOMPLETE}: " + "; ".join(
+                f"undo of {step} failed: {exc}" for step, exc in failure.undo_errors)
+        c.state.cleanup_pending = bool(failure.undo_errors)
         e._save(c, event.model)
         e._emit("die", c, exitCode=str(c.state.exit_code), error=c.state.error)
         e._enter(c, DEAD)
@@ -996,7 +1069,10 @@ class _Transitions:
         left = c.state.network
         c.state.ip = c.state.network = ""
         c.state.exit_code = int(event.kwargs.get("exit_code", LOST_EXIT_CODE))
-        c.state.error = "; ".join([event.kwargs.get("error") or "", *errors]).strip("; ")
+        c.state.error = "; ".join([event.kwargs.get("error") or "",
+                                   *([f"{CLEANUP_INCOMPLETE}: {'; '.join(errors)}"]
+                                     if errors else [])]).strip("; ")
+        c.state.cleanup_pending = bool(errors)
         c.state.pid = c.state.conmon_pid = 0
         c.state.finished_at = now_rfc3339()
         delay = next_delay(c.config.restart_policy, exit_code=c.state.exit_code,
@@ -1007,7 +1083,14 @@ class _Transitions:
         c.state.restart_pending = delay is not None
         if delay is not None:
             c.state.restart_delay = delay
-        e._save(c, event.model)
+        try:
+            e._save(c, event.model)
+        except SystemFailure:
+            # the cleanup took conmon's exit file away: put the code back where the next look
+            # (stored state still says running) finds it
+            with contextlib.suppress(OSError):
+                c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
+            raise
         e._sync_network_hosts(left)
         e._emit("die", c, exitCode=str(c.state.exit_code))
         e._enter(c, DEAD)
@@ -1024,7 +1107,13 @@ class _Transitions:
         self.engine.runtime.pause(self.c.id)
 
     def on_pause(self, event: Any) -> None:
-        self.engine._save(self.c, event.model)
+        try:
+            self.engine._save(self.c, event.model)
+        except SystemFailure:
+            # what is stored must stay what runc says: thaw it, as if the pause never was
+            with contextlib.suppress(SystemFailure):
+                self.engine.runtime.resume(self.c.id)
+            raise
         self.engine._emit("pause", self.c)
         self.engine._enter(self.c, PAUSED)
 
@@ -1032,7 +1121,12 @@ class _Transitions:
         self.engine.runtime.resume(self.c.id)
 
     def on_unpause(self, event: Any) -> None:
-        self.engine._save(self.c, event.model)
+        try:
+            self.engine._save(self.c, event.model)
+        except SystemFailure:
+            with contextlib.suppress(SystemFailure):
+                self.engine.runtime.pause(self.c.id)
+            raise
         self.engine._emit("unpause", self.c)
         self.engine._enter(self.c, RUNNING)
 
@@ -1047,6 +1141,7 @@ class _Transitions:
 
     def on_remove_failed(self, event: Any) -> None:
         self.c.state.error = event.kwargs.get("error", "")
+        self.c.state.cleanup_pending = True  # the removal stopped at its cleanup, or after it
         self.engine._save(self.c, event.model)
 
 

@@ -60,7 +60,9 @@ def spawn_monitor(root: Path, cid: str) -> int:
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "--root", str(root), MONITOR_COMMAND, cid],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True)
+        start_new_session=True, close_fds=True,
+        # fail points are for the engine process a test set them on, not for its monitors
+        env={k: v for k, v in os.environ.items() if k != "CORRAL_FAIL_POINTS"})
     return proc.pid
 
 

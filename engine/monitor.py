@@ -76,7 +76,10 @@ class Monitor:
         m.socket_dir.mkdir(parents=True, exist_ok=True)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("_OCI_")}
+        # fail points are set for one engine process, not for the exit commands it leaves
+        # behind: one of those pausing in a cleanup would hold the container's lock
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("_OCI_") and k != "CORRAL_FAIL_POINTS"}
         env.update(_OCI_SYNCPIPE=str(sync_w), _OCI_STARTPIPE=str(start_r))
         try:
             try:
@@ -93,7 +96,11 @@ class Monitor:
             os.close(start_r)
             start_r = -1
             os.write(start_w, b"0")
-            message = self._read_sync(sync_r, m)
+            try:
+                message = self._read_sync(sync_r, m)
+            except MonitorFailure:
+                _stop_failed(m)
+                raise
             proc.wait()  # the foreground conmon exits once its daemon is on its own
         finally:
             for fd in (sync_r, sync_w, start_r, start_w):
@@ -103,6 +110,7 @@ class Monitor:
         if pid <= 0:
             detail = (last_runtime_error(m.runtime_log) or message.get("message")
                       or "runtime create failed")
+            _stop_failed(m)
             raise MonitorFailure(f"runc create: {detail}")
         return read_pid(m.conmon_pidfile), pid
 
@@ -146,6 +154,20 @@ def is_conmon_of(pid: int, cid: str) -> bool:
     except OSError:
         return False
     return bool(cmdline) and cmdline[0].endswith(b"conmon") and cid.encode() in cmdline
+
+
+def _stop_failed(m: MonitorSpec) -> None:
+    """After a failed create, conmon lives on to run the exit command; no caller knows its pid
+    when it could not write its pid file (a full disk): find it by its command line."""
+    stop_conmon(read_pid(m.conmon_pidfile) or find_conmon_of(m.cid), m.cid)
+
+
+def find_conmon_of(cid: str) -> int:
+    """The pid of a conmon of ``cid``, or 0."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and is_conmon_of(int(entry.name), cid):
+            return int(entry.name)
+    return 0
 
 
 def stop_conmon(pid: int, cid: str) -> None:

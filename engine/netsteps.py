@@ -6,7 +6,7 @@ host, none, container:<name>:  files (and, for container:<name>, the other's nam
 Every name is derived from the container's id (namespace ``corral-<id12>``, host-side veth
 ``vc<id11>``), and leases and port rules are keyed by the id, so an undo needs nothing but the
 id: it works after a partial do and in a new process after a crash. Fail points are named
-``network.<sub-step>``.
+``network.<sub-step>`` (and ``undo:network.<sub-step>`` for the undo).
 """
 
 from __future__ import annotations
@@ -193,14 +193,21 @@ def initialize(ctx: StartContext) -> None:
         ctx.net = ctx.networks.get(mode)
     fail_point = ctx.fail_point
     run_steps(plan_for(mode), ctx,
-              fail_point=(lambda name: fail_point(f"network.{name}")) if fail_point else None)
+              fail_point=(lambda name: fail_point(f"network.{name}")) if fail_point else None,
+              undo_fail_point=_undo_fail_point(ctx))
+
+
+def _undo_fail_point(ctx: StartContext) -> Any:
+    fail_point = ctx.fail_point
+    return (lambda name: fail_point(f"undo:network.{name}")) if fail_point else None
 
 
 def undo(ctx: StartContext) -> list[tuple[str, BaseException]]:
     """Undo every sub-step of the container's mode, in reverse; return the failures."""
     from states import undo_steps
 
-    return undo_steps(list(reversed(plan_for(ctx.container.config.network_mode))), ctx)
+    return undo_steps(list(reversed(plan_for(ctx.container.config.network_mode))), ctx,
+                      fail_point=_undo_fail_point(ctx))
 
 
 def hostname_of(ctx: StartContext) -> str:

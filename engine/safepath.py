@@ -77,11 +77,9 @@ def mkdir_in_root(root: Path, unsafe: str, mode: int = 0o755) -> str:
     return "/" + "/".join(parts)
 
 
-def read_file_in_root(root: Path, unsafe: str, limit: int = 1 << 20) -> bytes | None:
-    """A regular file's bytes read from inside ``root`` (None when missing or not regular)."""
-    parts = scoped_parts(root, unsafe)
-    if not parts:
-        return None
+def _open_path_in_root(root: Path, parts: list[str]) -> int:
+    """An ``O_PATH`` descriptor of ``root/parts``, every component reached without following a
+    link; raises ``OSError``. ``O_PATH`` opens nothing: a device node's driver never sees it."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for part in parts[:-1]:
@@ -89,15 +87,72 @@ def read_file_in_root(root: Path, unsafe: str, limit: int = 1 << 20) -> bytes | 
                           dir_fd=fd)
             os.close(fd)
             fd = nfd
-        ffd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                      dir_fd=fd)
+        return os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def stat_in_root(root: Path, unsafe: str) -> tuple[str, os.stat_result | None]:
+    """Where ``unsafe`` leads inside ``root`` (as seen from inside) and what is there (None
+    when nothing is, or a link was swapped in meanwhile), without opening it."""
+    parts = scoped_parts(root, unsafe)
+    if not parts:
+        return "/", os.stat(root)
+    try:
+        pfd = _open_path_in_root(root, parts)
+    except OSError:
+        return "/" + "/".join(parts), None
+    try:
+        return "/" + "/".join(parts), os.fstat(pfd)
+    finally:
+        os.close(pfd)
+
+
+def read_file_in_root(root: Path, unsafe: str, limit: int = 1 << 20) -> bytes | None:
+    """A regular file's bytes read from inside ``root`` (None when missing or not regular)."""
+    parts = scoped_parts(root, unsafe)
+    if not parts:
+        return None
+    try:
+        pfd = _open_path_in_root(root, parts)
+    except OSError:
+        return None
+    try:
+        # A FIFO or a device must never be opened: it could block, be endless, or act on
+        # open (a container may mknod one in its own layer). Only then is the file opened,
+        # through the descriptor, so it is the very inode that was checked.
+        if not stat.S_ISREG(os.fstat(pfd).st_mode):
+            return None
+        ffd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     finally:
-        os.close(fd)
+        os.close(pfd)
     try:
-        if not stat.S_ISREG(os.fstat(ffd).st_mode):
-            return None  # a FIFO or a device must never be read: it could block or be endless
         return os.read(ffd, limit)
     finally:
         os.close(ffd)
+
+
+def shadow_non_directories(lower: Path, upper: Path, names: tuple[str, ...]) -> None:
+    """Make ``upper/<name>`` a real folder wherever ``lower/<name>`` (the image) or
+    ``upper/<name>`` (the container's own layer) is something else, such as a symlink.
+
+    runc makes files below the mount points ``/dev``, ``/proc`` and ``/sys`` by joining paths
+    without resolving them in the root (the ``/dev/fd`` and ``/dev/ptmx`` links, ``/dev/ptmx``
+    removed first): an image whose ``/dev`` links to a host folder would have runc write and
+    delete there. As moby's init layer, an upper folder hides whatever the image has. Both
+    folders belong to the engine and each name is one component, so nothing is followed.
+    """
+    for name in names:
+        try:
+            if stat.S_ISDIR(os.lstat(upper / name).st_mode):
+                continue
+            os.unlink(upper / name)  # a link, file or whiteout left by an earlier run
+        except FileNotFoundError:
+            try:
+                if stat.S_ISDIR(os.lstat(lower / name).st_mode):
+                    continue
+            except FileNotFoundError:
+                continue  # runc makes it, inside the root
+        os.mkdir(upper / name, 0o755)

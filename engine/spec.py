@@ -148,6 +148,9 @@ READONLY_PATHS: tuple[str, ...] = (
     "/proc/irq",
     "/proc/sys",
     "/proc/sysrq-trigger",
+    # Beyond Docker: on cgroup v1, runc mounts a tmpfs at /sys/fs/cgroup, below the cgroup
+    # binds, and leaves it writable whatever the mount's "ro" says: a container could fill it.
+    "/sys/fs/cgroup",
 )
 
 

@@ -26,7 +26,7 @@ from .monitor import Monitor, MonitorSpec, read_pid, stop_conmon
 from .networks import Network, NetworkStore
 from .paths import Layout
 from .runtime import Runtime, process_alive
-from .safepath import mkdir_in_root
+from .safepath import mkdir_in_root, shadow_non_directories
 from .spec import SpecOptions, build_spec, cpus_to_quota, write_spec
 from .users import resolve_user
 from .volumes import VolumeStore
@@ -35,6 +35,8 @@ CGROUP_PARENT = "corral"
 CGROUP_BASE = Path("/sys/fs/cgroup")
 SHM_SIZE = 64 * 1024 * 1024
 FOREGROUND_START_TIMEOUT = 30.0
+# where runc mounts kernel file systems and makes files below, not resolving links in the root
+RUNTIME_MOUNT_POINTS = ("dev", "proc", "sys")
 
 
 def _no_firewall() -> Any:
@@ -136,6 +138,12 @@ class MountRootfs:
             d.mkdir(mode=0o700, exist_ok=True)
         if mounts.mounted_under(p.rootfs):
             return
+        shadow_non_directories(ctx.image_rootfs, p.diff, RUNTIME_MOUNT_POINTS)
+        # the container's / is the root of its own layer: it takes the image's owner and mode,
+        # or / stays 0700 and closed to every user but root
+        st = os.stat(ctx.image_rootfs)
+        os.chown(p.diff, st.st_uid, st.st_gid)
+        os.chmod(p.diff, st.st_mode & 0o7777)
         mounts.mount("overlay", p.rootfs, "overlay", 0,
                      f"lowerdir={ctx.image_rootfs},upperdir={p.diff},workdir={p.work}")
 
@@ -337,7 +345,8 @@ class StartProcess:
         ctx.spec.ipc = ctx.ipc
         ctx.spec.mounts = list(ctx.mounts)
         write_spec(ctx.paths.bundle, build_spec(ctx.spec))
-        for f in (ctx.paths.exit_file, ctx.paths.pidfile, ctx.paths.conmon_pid):
+        for f in (ctx.paths.exit_file, ctx.paths.pidfile, ctx.paths.conmon_pid,
+                  runtime_pidfile_tmp(ctx.paths.pidfile)):
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         if ctx.interactive:
@@ -373,7 +382,8 @@ class StartProcess:
                 ctx.foreground.wait(timeout=10)
         ctx.runtime.delete(ctx.cid)
         stop_conmon(ctx.conmon_pid or read_pid(p.conmon_pid), ctx.cid)
-        for f in (p.exit_file, p.pidfile, p.conmon_pid, p.runtime_log):
+        for f in (p.exit_file, p.pidfile, p.conmon_pid, p.runtime_log,
+                  runtime_pidfile_tmp(p.pidfile)):
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         shutil.rmtree(ctx.layout.sockets / ctx.cid, ignore_errors=True)
@@ -385,6 +395,12 @@ START_PLAN = (VerifySettings(), MountRootfs(), InitializeNetworking(), SetupLink
               WorkingDirectory(), Environment(), CommandAndBundle(), SetupIpc(), SetupMounts(),
               StartProcess())
 STEP_NAMES = tuple(s.name for s in START_PLAN)
+
+
+def runtime_pidfile_tmp(pidfile: Path) -> Path:
+    """runc writes the pid file as ``.<name>`` and renames it; a write that failed (a full
+    disk) leaves it, and every later ``runc create`` then fails with "file exists"."""
+    return pidfile.with_name("." + pidfile.name)
 
 
 def bind_mount(source: str, target: str, *, readonly: bool) -> dict:

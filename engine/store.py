@@ -6,7 +6,9 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,9 @@ from typing import Any
 from .errors import SystemFailure
 
 TMP_SUFFIX = ".tmp"
+# an atomic write takes milliseconds: a temporary file older than this was left by a crash
+STALE_AGE = 60.0
+_TMP_NAME = re.compile(r"^\..+\.(\d+)\.(\d+)\.tmp$")  # .<name>.<pid>.<thread>.tmp
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -71,3 +76,40 @@ def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
+
+
+def _writer_alive(pid: int, thread: int) -> bool:
+    if pid == os.getpid():
+        return any(t.ident == thread for t in threading.enumerate())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, *, max_age: float = STALE_AGE) -> list[Path]:
+    """Remove the temporary files of atomic writes in ``folder`` (not below it) whose writer is
+    gone, or that are older than any write takes; return what was removed."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    now = time.time()
+    for entry in entries:
+        match = _TMP_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        if age < max_age and _writer_alive(int(match[1]), int(match[2])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from .errors import InvalidParameter
-from .safepath import read_file_in_root
+from .safepath import read_file_in_root, stat_in_root
+
+ACCOUNT_FILES = ("/etc/passwd", "/etc/group")
+# Mounted by the runtime over whatever the image has there: a link into them reaches the
+# kernel's files (/dev/zero, /proc/self/...), not the image's.
+KERNEL_DIRS = ("dev", "proc", "sys")
+
+
+def check_account_files(rootfs: Path) -> None:
+    """Refuse a root whose /etc/passwd or /etc/group is there but not a regular file.
+
+    runc reads both inside the container at every start and exec (for HOME and the groups),
+    whatever the user: a FIFO would block it until a timeout, a link to /dev/zero feed it
+    without end. Refused here, with an error that says why."""
+    for path in ACCOUNT_FILES:
+        inside, st = stat_in_root(rootfs, path)
+        if inside.split("/")[1] in KERNEL_DIRS or (st is not None
+                                                   and not stat.S_ISREG(st.st_mode)):
+            where = f" (a link to {inside})" if inside != path else ""
+            raise InvalidParameter(f"the container's {path}{where} is not a regular file: "
+                                   "refusing to have it read")
+
+
+def runtime_user(rootfs: Path, user: str | None) -> str | None:
+    """``user[:group]`` as ``runc exec --user`` takes it (numbers): names are looked up here,
+    as data, since runc exec only takes numbers; the account files are checked first."""
+    check_account_files(rootfs)
+    if not user:
+        return None
+    uid, gid, _home = resolve_user(rootfs, user)
+    return f"{uid}:{gid}"
 
 
 def _table(rootfs: Path, name: str) -> list[list[str]]:
@@ -16,6 +47,7 @@ def _table(rootfs: Path, name: str) -> list[list[str]]:
 
 def resolve_user(rootfs: Path, user: str) -> tuple[int, int, str]:
     """``user[:group]`` (names or numbers) -> (uid, gid, home)."""
+    check_account_files(rootfs)
     who, _, group = (user or "0").partition(":")
     passwd = _table(rootfs, "passwd")
     uid, gid, home = None, 0, "/"

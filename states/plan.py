@@ -22,11 +22,13 @@ class Step(Protocol):
 
 
 class InjectedFault(Exception):
-    """Raised by a fail point that a test set on a step."""
+    """Raised by a fail point that a test set on a step (``phase`` "do") or on its undo."""
 
-    def __init__(self, step: str) -> None:
-        super().__init__(f"injected fault at step {step}")
+    def __init__(self, step: str, phase: str = "do") -> None:
+        super().__init__(f"injected fault at step {step}" if phase == "do"
+                         else f"injected fault in the undo of step {step}")
         self.step = step
+        self.phase = phase
 
 
 @dataclass
@@ -52,11 +54,18 @@ class StepFailure(Exception):
 
 
 def undo_steps(steps: Iterable[Step], ctx: Any,
-               records: dict[str, StepRecord] | None = None) -> list[tuple[str, BaseException]]:
-    """Undo each step, going on past failures; return the failures."""
+               records: dict[str, StepRecord] | None = None, *,
+               fail_point: Callable[[str], bool] | None = None,
+               ) -> list[tuple[str, BaseException]]:
+    """Undo each step, going on past failures; return the failures.
+
+    ``fail_point(name)`` true makes the undo of that step fail before it does anything, so a
+    test sees what an undo that failed outright leaves behind."""
     errors: list[tuple[str, BaseException]] = []
     for step in steps:
         try:
+            if fail_point is not None and fail_point(step.name):
+                raise InjectedFault(step.name, "undo")
             step.undo(ctx)
         except Exception as exc:  # an undo error must never hide the cause or stop the rest
             errors.append((step.name, exc))
@@ -75,9 +84,13 @@ def run_steps(
     ctx: Any,
     *,
     fail_point: Callable[[str], bool] | None = None,
+    undo_fail_point: Callable[[str], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[StepRecord]:
-    """Run ``steps``; return their records, or raise ``StepFailure`` after undoing them."""
+    """Run ``steps``; return their records, or raise ``StepFailure`` after undoing them.
+
+    ``fail_point(name)`` is asked after each step's ``do`` (true: fail there);
+    ``undo_fail_point(name)`` before each undo (true: that undo fails)."""
     records: dict[str, StepRecord] = {}
     done: list[Step] = []
     for step in steps:
@@ -90,7 +103,8 @@ def run_steps(
         except BaseException as exc:
             rec.duration = clock() - t0
             rec.outcome, rec.error = "failed", str(exc)
-            undo_errors = undo_steps([step, *reversed(done)], ctx, records)
+            undo_errors = undo_steps([step, *reversed(done)], ctx, records,
+                                     fail_point=undo_fail_point)
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and friends: undone, then passed on unchanged
             raise StepFailure(step.name, exc, undo_errors, list(records.values())) from exc
