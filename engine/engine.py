@@ -802,7 +802,14 @@ class Engine:
         return code
 
     def inspect(self, ref: str) -> dict[str, Any]:
-        return self._load(self._resolve(ref)).inspect()
+        cid = self._resolve(ref)
+        c = self._load(cid)
+        if c.state.status in (RUNNING, PAUSED) and self._observed_exit(c) is not None:
+            # an exit nobody has handled yet (its monitor died with it): as list() does
+            with contextlib.suppress(CorralError):
+                self.container_exited(cid)
+                c = self._load(cid)
+        return c.inspect()
 
     def get(self, ref: str) -> Container:
         return self._load(self._resolve(ref))

@@ -107,8 +107,11 @@ class LeakProbe:
             if cid[:12] in ns.name:
                 found.append(f"netns {ns.name}")
         if CGROUP_BASE.is_dir():
+            # the engine's cgroups path is /corral/<id>; a walk of the whole tree would race
+            # with other containers' cgroups being removed meanwhile
             for controller in CGROUP_BASE.iterdir():
-                for candidate in controller.glob(f"**/{cid}"):
+                candidate = controller / "corral" / cid
+                if candidate.exists():
                     found.append(f"cgroup {candidate}")
         if (self.layout.runc_root / cid).exists():
             found.append(f"runc state {self.layout.runc_root / cid}")
