@@ -66,26 +66,6 @@ def _stored(engine: Engine, cid: str) -> dict:
     return read_json(engine.layout.container(cid).state)
 
 
-def wait_quiet(cid: str, timeout: float = 30.0) -> None:
-    """Wait until no other process names ``cid``: conmon may have run its exit command (an
-    engine of its own, which would finish the cleanup itself) before the undo killed it."""
-    me = str(os.getpid())
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit() and entry.name != me:
-                try:
-                    if cid.encode() in Path(f"/proc/{entry.name}/cmdline").read_bytes():
-                        busy.append(entry.name)
-                except OSError:
-                    continue
-        if not busy:
-            return
-        assert time.monotonic() < deadline, f"processes still at {cid[:12]}: {busy}"
-        time.sleep(0.05)
-
-
 def without_exit_command(eng: Engine) -> None:
     """conmon of this engine's starts runs no exit command, so no other engine process
     cleans up behind the test's back."""
@@ -124,7 +104,6 @@ def test_failed_undo_marks_the_container_and_next_engine_finishes(root_dir: Path
     finally:
         first.close()
 
-    wait_quiet(cid)
     second = Engine(root_dir, watch=False)  # no fail points: its reconcile finishes the undo
     try:
         stored = _stored(second, cid)
