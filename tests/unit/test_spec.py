@@ -32,7 +32,8 @@ SCHEMA_DIR = REPO.parent / "shared" / "oci-runtime-spec"
 @pytest.fixture
 def schema(monkeypatch: pytest.MonkeyPatch) -> Path:
     if not (SCHEMA_DIR / "config-schema.json").is_file():
-        pytest.skip(f"OCI runtime-spec schema not found at {SCHEMA_DIR}")
+        # the schema is part of the workplace (../shared): its absence is a failure, not a skip
+        pytest.fail(f"OCI runtime-spec schema not found at {SCHEMA_DIR}")
     monkeypatch.setenv("CORRAL_VALIDATE_SPEC", str(SCHEMA_DIR))
     return SCHEMA_DIR
 
