@@ -73,11 +73,18 @@ class Side:
     def run_rm_true(self) -> float:
         raise NotImplementedError
 
+    # the Docker-style CLI in ``self.cli`` (corral and docker); podman overrides both
+    cli: list[str]
+    env: dict[str, str] | None
+
     def remove(self, cid: str) -> float:
-        raise NotImplementedError
+        return timed([*self.cli, "rm", "-f", cid], env=self.env)[0]
 
     def remove_all(self) -> None:
-        raise NotImplementedError
+        ids = run([*self.cli, "ps", "-aq"], env=self.env).stdout.decode().split()
+        for i in range(0, len(ids), 100):
+            run([*self.cli, "rm", "-f", *ids[i:i + 100]], env=self.env, check=False,
+                timeout=1800)
 
     def monitor_pids(self) -> list[int]:
         """The per-container processes on the host (the container's own process excluded)."""
@@ -150,15 +157,6 @@ class Corral(Side):
 
     def run_rm_true(self) -> float:
         return timed([*self.cli, "run", "--rm", IMAGE, "true"], env=self.env)[0]
-
-    def remove(self, cid: str) -> float:
-        return timed([*self.cli, "rm", "-f", cid], env=self.env)[0]
-
-    def remove_all(self) -> None:
-        ids = run([*self.cli, "ps", "-aq"], env=self.env).stdout.decode().split()
-        for i in range(0, len(ids), 100):
-            run([*self.cli, "rm", "-f", *ids[i:i + 100]], env=self.env, check=False,
-                timeout=1800)
 
     def monitor_pids(self) -> list[int]:
         return find_pids(str(self.root), "conmon")
@@ -292,15 +290,6 @@ class Docker(Side):
     def run_rm_true(self) -> float:
         return timed([*self.cli, "run", "--rm", "--pull=never", IMAGE, "true"],
                      env=self.env)[0]
-
-    def remove(self, cid: str) -> float:
-        return timed([*self.cli, "rm", "-f", cid], env=self.env)[0]
-
-    def remove_all(self) -> None:
-        ids = run([*self.cli, "ps", "-aq"], env=self.env).stdout.decode().split()
-        for i in range(0, len(ids), 100):
-            run([*self.cli, "rm", "-f", *ids[i:i + 100]], env=self.env, check=False,
-                timeout=1800)
 
     def monitor_pids(self) -> list[int]:
         return find_pids(str(self.dir), "containerd-shim")
