@@ -16,8 +16,6 @@ from engine.deploy import DependencyFailed, Deployment
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-
-
 def deployment(engine, path: Path, name: str | None = None) -> Deployment:
     return Deployment(engine, load_project(path, project_name=name), wait_timeout=60)
 
@@ -45,8 +43,13 @@ def test_web_client_example(engine, busybox, probe) -> None:
 def test_worker_restart_example(engine, busybox, probe) -> None:
     dep = deployment(engine, CONFIGS / "worker-restart.yaml", "wr")
     ids = dep.up()
-    wait_for(lambda: engine.inspect(ids[0])["State"]["ExitCode"] == 0
-             and engine.inspect(ids[0])["State"]["Status"] == "dead")
+    def finished() -> bool:
+        # One snapshot: two inspects could pair attempt 1's running exit code (0) with its
+        # later death (1), before any restart happened.
+        state = engine.inspect(ids[0])["State"]
+        return state["Status"] == "dead" and state["ExitCode"] == 0
+
+    wait_for(finished)
     info = engine.inspect(ids[0])
     assert info["RestartCount"] == 2
     assert [r.text.strip() for _, r in dep.logs()][-1] == "worker done"
