@@ -442,7 +442,8 @@ class Engine:
         if self._firewall is None:
             from .firewall import Firewall, table_name
 
-            self._firewall = Firewall(table_name(self.layout.run.name))
+            self._firewall = Firewall(table_name(self.layout.run.name),
+                                      memo=self.layout.run / "firewall")
         return self._firewall
 
     def start(self, ref: str) -> None:
@@ -550,6 +551,8 @@ class Engine:
         """Bring stored state in line with what runc and conmon say; finish broken starts,
         removals and cleanups. Containers another process is acting on are left to it."""
         self._check_store()
+        if (self.layout.run / "firewall").is_dir():
+            self.firewall().forget()  # looked at again once per engine, as dockerd does
         for cid in self._ids():
             paths = self.layout.container(cid)
             try:

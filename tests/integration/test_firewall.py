@@ -273,6 +273,26 @@ def test_table_created_idempotent_and_deleted(fw: Firewall) -> None:
     assert not fw.exists()
 
 
+def test_memo_skips_the_listing_until_forgotten(fw: Firewall, tmp_path: Path) -> None:
+    fw.memo = tmp_path / "memo"
+    fw.ensure_base(["10.214.248.0/24"], ["cfwmemo"])
+    assert fw.masquerade_subnets() == ["10.214.248.0/24"]
+    run(NFT, "delete", "table", "inet", fw.table)
+    fw.ensure_base(["10.214.248.0/24"], ["cfwmemo"])  # remembered: nft is not asked
+    assert not fw.exists()
+    fw.ensure_base(["10.214.247.0/24"], ["cfwmemo"])  # another subnet on it: looked at
+    assert fw.masquerade_subnets() == ["10.214.247.0/24"]
+
+    fw.forget()
+    fw.ensure_base(["10.214.248.0/24"], ["cfwmemo"])
+    assert sorted(fw.masquerade_subnets()) == ["10.214.247.0/24", "10.214.248.0/24"]
+    fw.remove_masquerade("10.214.248.0/24")  # forgets too, so the next start re-adds it
+    fw.ensure_base(["10.214.248.0/24"], ["cfwmemo"])
+    assert "10.214.248.0/24" in fw.masquerade_subnets()
+    fw.delete()
+    assert list((tmp_path / "memo").iterdir()) == []
+
+
 def test_masquerade_installed_and_removed(fw: Firewall) -> None:
     fw.ensure_base(["10.214.251.0/24", "10.214.252.0/24"], ["cfwmasqa", "cfwmasqb"])
     listing = nft_table(fw)
