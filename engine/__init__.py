@@ -1,13 +1,16 @@
 """corral's engine: everything with an effect (disk, kernel, processes).
 
 The public API is ``Engine`` and the error classes. The library is silent: its logger is
-disabled here, and an embedder or the CLI turns it on with ``logger.enable("engine")``.
+disabled in loguru (see ``log``), and an embedder or the CLI turns it on with
+``logger.enable("engine")``.
 """
 
-from loguru import logger
+from . import log
 
-from .engine import Engine, ExecResult
-from .errors import (
+log.install()  # before any engine module runs: they may log at import
+
+from .engine import Engine, ExecResult  # noqa: E402
+from .errors import (  # noqa: E402
     Conflict,
     CorralError,
     InvalidParameter,
@@ -16,10 +19,7 @@ from .errors import (
     StartFailed,
     SystemFailure,
 )
-from .steps import STEP_NAMES
-
-logger.disable("engine")
-logger.disable("states")
+from .steps import STEP_NAMES  # noqa: E402
 
 __all__ = [
     "STEP_NAMES", "Conflict", "CorralError", "Engine", "ExecResult", "InvalidParameter",

@@ -1,5 +1,5 @@
 """``python -m engine``: the CLI (also what conmon's exit command runs)."""
 
-from .cli import main
+from .cli import run
 
-raise SystemExit(main())
+run()

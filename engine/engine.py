@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
 from states import (
     ACTIVE,
     DEAD,
@@ -53,6 +51,7 @@ from .errors import (
 )
 from .events import Event, EventBus, EventJournal
 from .images import Image, ImageStore
+from .log import logger
 from .logs import LogRecord, read_logs
 from .monitor import Monitor, find_conmon, is_conmon_of, read_exit_code
 from .names import generate_name

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
 from .errors import InvalidParameter
+from .log import logger
 from .logs import LineTailer
 
 DEFAULT_MAX_BYTES = 8 << 20

@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from loguru import logger
-
 from . import store
 from .errors import Conflict, InvalidParameter, NotFound, SystemFailure
+from .log import logger
 from .unpack import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, unpack_tar
 
 __all__ = ["BUSYBOX", "Image", "ImageStore", "validate_name"]

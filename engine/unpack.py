@@ -35,9 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from loguru import logger
-
 from .errors import InvalidParameter, SystemFailure
+from .log import logger
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "unpack_tar"]
 
