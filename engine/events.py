@@ -113,9 +113,9 @@ class EventJournal:
 
     Appends are single ``write``s on an ``O_APPEND`` file, so lines of concurrent writers
     never mix. Past ``max_bytes`` the file is renamed to ``<path>.1`` (the older generation is
-    dropped). Writers hold a shared ``flock`` on ``<path>.lock`` while they write and the
-    rotation holds it exclusively: when a follower sees a new file, nothing will be written
-    to the old one any more, so reading the old one to its end loses nothing.
+    dropped). A writer holds an exclusive ``flock`` on ``<path>.lock`` over its size check,
+    rotation and write: the size stays bounded, and when a follower sees a new file nothing
+    will be written to the old one any more, so reading the old one to its end loses nothing.
     """
 
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -146,17 +146,8 @@ class EventJournal:
         """Add ``event`` to the journal; raises OSError when the disk refuses."""
         data = json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True).encode()
         data += b"\n"
-        with self._locked(fcntl.LOCK_SH):
-            fd = self._open()
-            try:
-                size = os.fstat(fd).st_size
-                if not size or size + len(data) <= self.max_bytes:
-                    self._write(fd, data)
-                    return
-            finally:
-                os.close(fd)
-        # flock cannot upgrade a shared lock atomically: take it exclusively and look again,
-        # another writer may have rotated in between
+        # exclusive: under a shared lock two writers could both find room for their line and
+        # together pass max_bytes
         with self._locked(fcntl.LOCK_EX):
             fd = self._open()
             try:
