@@ -1,10 +1,11 @@
 """The ``corral`` command line: Docker's verbs and flags over ``engine.Engine``.
 
-Every command opens its own ``Engine(root, watch=False)``: the CLI is a short-lived process,
-and containers outlive it because conmon watches them and runs ``corral container-exited ID``
-when they exit. Errors the engine raises on purpose (``CorralError``) are printed as one line
-on stderr, never as a traceback; the exit statuses follow Docker's (125 when ``run`` or
-``create`` fails before the container runs, the container's own code otherwise).
+Every command opens its own ``Engine(root, watch=False, reconcile="touched")``: the CLI is a
+short-lived process, and containers outlive it because conmon watches them and runs ``corral
+container-exited ID`` when they exit; a command reconciles only the containers it touches.
+Errors the engine raises on purpose (``CorralError``) are printed as one line on stderr, never
+as a traceback; the exit statuses follow Docker's (125 when ``run`` or ``create`` fails before
+the container runs, the container's own code otherwise).
 
 Startup time matters (``corral run --rm busybox true`` is benchmarked), so modules that only
 some commands need are imported inside those commands.
@@ -149,6 +150,7 @@ def _engine(args: argparse.Namespace, **kwargs: Any) -> Engine:
     from .engine import Engine
 
     kwargs.setdefault("watch", False)
+    kwargs.setdefault("reconcile", "touched")
     return Engine(args.root, **kwargs)
 
 
@@ -582,10 +584,22 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _container_gone(args: argparse.Namespace) -> bool:
+    """For the commands that run in the background for one container: whether it (or its
+    root's run folder) is gone already, a removal having got there first. An engine made then
+    would only create the root's folders again."""
+    from .paths import Layout
+
+    layout = Layout.for_root(args.root)
+    return not (layout.run.is_dir() and (layout.containers / args.id).is_dir())
+
+
 def cmd_container_exited(args: argparse.Namespace) -> int:
     """What conmon's exit command runs; silent, and 0 even if the container is gone."""
     from .log import logger
 
+    if _container_gone(args):
+        return 0
     try:
         # the restart policy holds with no engine alive: this process waits out the
         # backoff and starts the container again
@@ -599,6 +613,8 @@ def cmd_health_monitor(args: argparse.Namespace) -> int:
     """The detached health monitor of one container (spawned by its start)."""
     from .health import run_monitor
 
+    if _container_gone(args):
+        return 0
     with contextlib.suppress(CorralError):
         run_monitor(_engine(args, reconcile=False), args.id)
     return 0

@@ -88,10 +88,17 @@ class Engine:
 
     ``watch`` starts a thread that notices exits of the containers this engine started or
     found running, and calls the hooks. A short-lived CLI process passes ``watch=False``.
+
+    ``reconcile``: ``True`` brings every stored container in line with what runs and sweeps
+    what a crash left (``reconcile()``), as dockerd does when it starts; ``"touched"`` (the
+    CLI, a process per command) does that only for the first engine since boot, and otherwise
+    leaves each container to the commands that touch it, as Podman does: a crashed start or
+    removal is finished when the container is next locked, an exit nobody handled is seen by
+    ``inspect`` and ``list``. ``False``: nothing (conmon's exit command).
     """
 
     def __init__(self, root: Path | str | None = None, *, watch: bool = True,
-                 reconcile: bool = True, runtime: str | None = None,
+                 reconcile: bool | str = True, runtime: str | None = None,
                  conmon: str | None = None, fail_points: set[str] | None = None) -> None:
         self.layout = Layout.for_root(root)
         try:
@@ -114,7 +121,10 @@ class Engine:
         self.volumes = VolumeStore(self.layout.root)
         self._firewall: Any = None
         self._watcher: _ExitWatcher | None = _ExitWatcher(self) if watch else None
-        if reconcile:
+        if reconcile not in (True, False, "touched"):
+            raise InvalidParameter(f"invalid reconcile: {reconcile!r}: True, False or "
+                                   "'touched'")
+        if reconcile is True or (reconcile == "touched" and not self._reconciled_marker.exists()):
             self.reconcile()
 
     # -- lookup and locking ------------------------------------------------------------------
@@ -164,7 +174,14 @@ class Engine:
         except FileNotFoundError as exc:
             raise NotFound(f"No such container: {ref}") from exc
         try:
-            yield self._load(cid)  # loaded under the lock: another process may have moved it
+            c = self._load(cid)  # loaded under the lock: another process may have moved it
+            if c.state.status in (STARTING, REMOVING):
+                # we hold its lock, so whoever was starting or removing it died: finish that
+                self._reconcile_locked(c)
+                if not c.paths.dir.exists():
+                    raise NotFound(f"No such container: {ref}")
+                c = self._load(cid)
+            yield c
         finally:
             lock.__exit__(None, None, None)
 
@@ -340,7 +357,14 @@ class Engine:
     def _claim_name(self, name: str, cid: str) -> None:
         # a symlink is made or refused atomically: of concurrent creates, exactly one wins
         try:
-            os.symlink(cid, self.layout.names / name)
+            try:
+                os.symlink(cid, self.layout.names / name)
+            except FileExistsError:
+                # a create killed after claiming the name; the boot-time reconcile would
+                # release it too, but a CLI user should not have to wait for one
+                if not fsck.release_stale_name(self.layout, name):
+                    raise
+                os.symlink(cid, self.layout.names / name)
         except FileExistsError as exc:
             other = ""
             with contextlib.suppress(OSError):
@@ -576,6 +600,14 @@ class Engine:
             self._reclaim_leases()
         except (CorralError, OSError) as exc:
             logger.warning("sweep of orphaned runtime state failed: {}", exc)
+            return
+        with contextlib.suppress(OSError):
+            atomic_write_json(self._reconciled_marker, {"time": now_rfc3339()})
+
+    @property
+    def _reconciled_marker(self) -> Path:
+        """In the run folder, so a reboot (which empties /run) removes it."""
+        return self.layout.run / "reconciled"
 
     def _check_store(self) -> None:
         """Remove what interrupted writes left; set aside, with a warning, each container

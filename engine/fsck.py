@@ -24,7 +24,9 @@ from . import mounts
 from .config import ID_RE, ContainerConfig
 from .container import ContainerState
 from .paths import ContainerPaths, Layout
-from .store import STALE_AGE, read_json, remove_stale_temporaries
+from .store import STALE_AGE, file_lock, read_json, remove_stale_temporaries
+
+NAMES_LOCK = "names.lock"  # in the root, beside the names folder
 
 
 def quarantine_dir(layout: Layout) -> Path:
@@ -81,23 +83,42 @@ def set_aside(layout: Layout, cid: str) -> Path:
     return dest
 
 
-def _release_names(layout: Layout, gone: object, max_age: float | None = None) -> list[Path]:
+def _release_names(layout: Layout, gone: object, max_age: float | None = None,
+                   only: str | None = None) -> list[Path]:
+    """Unlink the name claims whose target is ``gone`` (and older than ``max_age``); ``only``:
+    look at that one name. Under the names lock, so that a claim made after another releaser's
+    check is never the one unlinked (claims themselves need no lock: a symlink is atomic)."""
     released = []
     now = time.time()
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(layout.names):
+    with contextlib.suppress(FileNotFoundError), file_lock(layout.root / NAMES_LOCK):
+        entries = [layout.names / only] if only else [
+            Path(e.path) for e in os.scandir(layout.names)]
+        for path in entries:
             try:
-                target = os.readlink(entry.path)
-                age = now - os.lstat(entry.path).st_mtime
+                target = os.readlink(path)
+                age = now - os.lstat(path).st_mtime
             except OSError:
                 continue
             if max_age is not None and age < max_age:
                 continue
             if gone(target):  # type: ignore[operator]
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    released.append(Path(entry.path))
+                    os.unlink(path)
+                    released.append(path)
     return released
+
+
+def _dangling(layout: Layout, target: str) -> bool:
+    # a create claims the name, then fills .tmp-<id>, then renames it to <id>
+    return not (layout.containers / target).exists() and not (
+        layout.containers / f".tmp-{target}").exists()
+
+
+def release_stale_name(layout: Layout, name: str, *, max_age: float = STALE_AGE) -> bool:
+    """Release the claim on ``name`` of a create that never finished (killed): its container
+    folder does not exist and the claim is older than any create takes."""
+    return bool(_release_names(layout, lambda target: _dangling(layout, target),
+                               max_age=max_age, only=name))
 
 
 def _remove_tree(path: Path) -> None:
@@ -138,10 +159,6 @@ def sweep_strays(layout: Layout, *, max_age: float = STALE_AGE) -> list[Path]:
         elif ID_RE.match(entry.name):
             removed += remove_stale_temporaries(path, max_age=max_age)
 
-    def dangling(target: str) -> bool:
-        # a create claims the name, then fills .tmp-<id>, then renames it to <id>
-        return not (layout.containers / target).exists() and not (
-            layout.containers / f".tmp-{target}").exists()
-
-    removed += _release_names(layout, dangling, max_age=max_age)
+    removed += _release_names(layout, lambda target: _dangling(layout, target),
+                              max_age=max_age)
     return removed

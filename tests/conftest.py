@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"integration tests need {', '.join(missing)}; run them as root after "
                 "`make test` installed the system packages")
+
+
+RUN_BASE = Path("/run/corral")
+
+
+def _run_folders() -> set[str]:
+    try:
+        return {e.name for e in os.scandir(RUN_BASE) if e.is_dir(follow_symlinks=False)}
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_run_folders_left() -> Iterator[None]:
+    """Every engine root a test makes is torn down with its run folder in /run/corral; one
+    left behind (a late background command making it again) fails the run."""
+    before = _run_folders()
+    yield
+    deadline = time.monotonic() + 10  # exit commands of the last tests may still be running
+    while (left := _run_folders() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"run folders left in {RUN_BASE}: {sorted(left)}"
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 import xml.etree.ElementTree as ET
 
@@ -13,6 +14,7 @@ import pytest
 import states
 from engine import STEP_NAMES, InvalidParameter, SystemFailure, graphs
 from engine.cli import main
+from engine.paths import Layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = 1718000000.0  # 2024-06-10T06:13:20Z
@@ -353,7 +355,10 @@ def test_cli_graph_of_a_deployment_file(tmp_path, capfd) -> None:
                     "      db:\n        condition: service_healthy\n  db:\n    image: busybox\n"
                     "    healthcheck:\n      test: [CMD, 'true']\n")
     root = tmp_path / "root"
-    assert main(["--root", str(root), "graph", "--deployment", "-f", str(file)]) == 0
+    try:
+        assert main(["--root", str(root), "graph", "--deployment", "-f", str(file)]) == 0
+    finally:  # the engine this made keeps a run folder under /run/corral
+        shutil.rmtree(Layout.for_root(root).run, ignore_errors=True)
     out = capfd.readouterr().out
     assert 'title: "deployment shop"' in out
     assert "svc0 -->|service_healthy| svc1" in out
