@@ -728,7 +728,8 @@ class Engine:
 
     def _terminate_locked(self, c: Container, sig: int, grace: float) -> None:
         pid = c.state.pid
-        self.runtime.kill(c.id, sig)
+        if not self.runtime.signal_process(c.id, pid, sig):
+            self.runtime.kill(c.id, sig)
         if c.state.status == PAUSED:
             with contextlib.suppress(SystemFailure):
                 self.runtime.resume(c.id)  # a frozen process cannot act on its signal
@@ -759,7 +760,7 @@ class Engine:
             self._emit("kill", c, signal=str(sig))
             if sig == _signal.SIGKILL:
                 self._terminate_locked(c, sig, 0)
-            else:
+            elif not self.runtime.signal_process(c.id, c.state.pid, sig):
                 self.runtime.kill(c.id, sig)
 
     def pause(self, ref: str) -> None:
@@ -882,8 +883,32 @@ class Engine:
                 return True
             return read_exit_code(c.paths.exit_file) is not None
 
-        return read_logs(c.paths.log, follow=follow, tail=tail, since=since, until=until,
-                         stop=stopped)
+        if not follow or not c.state.conmon_pid:
+            return read_logs(c.paths.log, follow=follow, tail=tail, since=since, until=until,
+                             stop=stopped)
+        return self._follow_logs(c, stopped, tail=tail, since=since, until=until)
+
+    def _follow_logs(self, c: Container, stopped: Callable[[], bool],
+                     **filters: Any) -> Iterator[LogRecord]:
+        """Follow, woken as soon as conmon exits (it writes the exit file, then ends) instead
+        of at the next poll: ``run --rm`` returns up to a poll interval sooner."""
+        try:
+            fd = os.pidfd_open(c.state.conmon_pid)
+        except OSError:  # gone already, or no pidfds: polling alone
+            fd = -1
+
+        def pause(timeout: float) -> None:
+            if fd < 0:
+                time.sleep(timeout)
+            else:
+                select.select([fd], [], [], timeout)
+
+        try:
+            yield from read_logs(c.paths.log, follow=True, stop=stopped, pause=pause,
+                                 **filters)
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     # -- exec --------------------------------------------------------------------------------
 

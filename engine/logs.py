@@ -286,6 +286,7 @@ def read_logs(
     until: datetime | None = None,
     stop: Callable[[], bool] | None = None,
     poll_interval: float = 0.05,
+    pause: Callable[[float], object] = time.sleep,
 ) -> Iterator[LogRecord]:
     """The records of a k8s-file log, partial records joined into whole lines.
 
@@ -294,7 +295,8 @@ def read_logs(
     ``tail`` means all. ``since``/``until`` bound the times (inclusive; naive times are local).
     With ``follow`` the file is read as it grows (it may not exist yet) until ``stop()`` is
     true or the clock passes ``until``; what was written by then is still read, then the
-    iterator ends. A missing file without ``follow`` is an empty log.
+    iterator ends. A missing file without ``follow`` is an empty log. Between reads it calls
+    ``pause(poll_interval)``, which may return early when something happened (an exit).
     """
     since, until = _aware(since), _aware(until)
     if tail is not None and tail < 0:
@@ -314,7 +316,7 @@ def read_logs(
             if not tailer.open():
                 if last:
                     return
-                time.sleep(poll_interval)
+                pause(poll_interval)
                 continue
             records = filter(wanted, _final(tailer, merger) if last
                              else merger.feed_lines(tailer.read_lines()))
@@ -330,7 +332,7 @@ def read_logs(
             if got:
                 continue
             yield from filter(wanted, merger.flush(older_than=PARTIAL_GRACE))
-            time.sleep(poll_interval)
+            pause(poll_interval)
     finally:
         tailer.close()
 

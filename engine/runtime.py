@@ -1,11 +1,14 @@
 """The only caller of runc. Each call maps runc's failure to ``RuntimeFailure`` once, with
-runc's own last error from its JSON log (as containerd's ``getLastRuntimeError``)."""
+runc's own last error from its JSON log (as containerd's ``getLastRuntimeError``). A signal to
+a container's first process is sent here directly when that process can be told apart from a
+reused pid (``signal_process``), which spares a runc process per stop or kill."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal as signal_module
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,34 @@ class Runtime:
             if ok_missing and "not running" in str(exc):
                 return
             raise
+
+    def signal_process(self, cid: str, pid: int, signal: int) -> bool:
+        """Send ``signal`` to the container's first process ``pid`` without a ``runc kill``
+        (a process, about 10 ms). The pidfd is opened before the process is checked to be in
+        the container's cgroup, so a pid reused since is never signalled. False when the
+        process is not the container's any more: the caller may ask runc."""
+        if pid <= 0:
+            return False
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        try:
+            try:
+                with open(f"/proc/{pid}/cgroup", encoding="ascii", errors="replace") as f:
+                    if f"/{cid}" not in f.read():
+                        return False
+            except OSError:
+                return False
+            try:
+                signal_module.pidfd_send_signal(fd, signal)
+            except ProcessLookupError:
+                return False
+            except OSError as exc:
+                raise RuntimeFailure(f"signal {signal} to {cid[:12]}: {exc}") from exc
+            return True
+        finally:
+            os.close(fd)
 
     def pause(self, cid: str) -> None:
         self._run(["pause", cid], "pause")

@@ -376,11 +376,11 @@ class StartProcess:
     def undo(self, ctx: StartContext) -> None:
         p = ctx.paths
         health.stop_monitor(ctx.health_pid, ctx.cid)
-        ctx.runtime.kill(ctx.cid, "KILL", all_processes=True)
-        if ctx.foreground is not None:
+        if ctx.foreground is not None:  # runc run owns it: let that runc see the end
+            ctx.runtime.kill(ctx.cid, "KILL", all_processes=True)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 ctx.foreground.wait(timeout=10)
-        ctx.runtime.delete(ctx.cid)
+        ctx.runtime.delete(ctx.cid)  # --force kills whatever of it still runs
         stop_conmon(ctx.conmon_pid or read_pid(p.conmon_pid), ctx.cid)
         for f in (p.exit_file, p.pidfile, p.conmon_pid, p.runtime_log,
                   runtime_pidfile_tmp(p.pidfile)):
