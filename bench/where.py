@@ -95,13 +95,15 @@ def summary(ph: dict[str, float]) -> str:
     if "attach: follow logs, wait for the exit" in ph:
         parts.append(f"attach/wait {g('attach: follow logs, wait for the exit'):.0f}")
     if "Engine.remove" in ph:
-        parts.append(f"remove {g('Engine.remove'):.0f} (runc kill {g('runc kill'):.0f}, "
-                     f"runc delete {g('runc delete'):.0f})")
+        parts.append(f"remove {g('Engine.remove'):.0f} (signal "
+                     f"{g('signal through a pidfd') + g('runc kill'):.1f}, "
+                     f"runc delete {g('runc delete'):.0f}, "
+                     f"veth delete {g('undo network.veth'):.0f})")
     parts.append(f"fsync'd state writes {g(WRITES):.0f}")
     return f"{g('wall'):.0f} ms = " + " + ".join(parts)
 
 
-IMPORT_ENGINE = "import engine (loguru, transitions, engine.engine, states)"
+IMPORT_ENGINE = "import engine (transitions, engine.engine, states)"
 ENGINE_INIT = "Engine() (layout, reconcile)"
 SPAWN = "conmon + runc create (Monitor.spawn)"
 WRITES = "state writes (atomic_write_bytes, fsync)"
