@@ -10,7 +10,8 @@ Deliberate omissions:
 
 * no ``process.rlimits``: the hosts we run on lack CAP_SYS_RESOURCE, and runc fails with "error
   setting rlimit" when a limit is above the current hard one; the container inherits ours;
-* no seccomp profile yet: Docker's default profile is a follow-up;
+* no full seccomp profile: Docker's default one is a follow-up. The profile here allows every
+  system call except making a character or block device node (``_seccomp``);
 * no cgroup namespace: the hosts are cgroup v1 (hybrid), where Docker does not use one either;
 * no ``linux.devices``: runc creates the standard nodes (null, zero, full, random, urandom, tty,
   console, ptmx) itself.
@@ -22,6 +23,7 @@ the schema folder (tests and CI set it); ``write_spec`` validates and writes the
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import json
 import math
@@ -402,6 +404,7 @@ def build_spec(opts: SpecOptions) -> dict[str, Any]:
     }
     if opts.cgroups_path:
         linux["cgroupsPath"] = opts.cgroups_path
+    linux["seccomp"] = _seccomp()
     if opts.sysctl:
         linux["sysctl"] = dict(opts.sysctl)
 
@@ -417,6 +420,35 @@ def build_spec(opts: SpecOptions) -> dict[str, Any]:
     if opts.annotations:
         spec["annotations"] = dict(opts.annotations)
     return spec
+
+
+S_IFMT, S_IFCHR, S_IFBLK = 0o170000, 0o020000, 0o060000
+# where the mode is among the arguments of each call that makes a node
+_MKNOD_MODE_ARG = (("mknod", 1), ("mknodat", 2))
+_SECCOMP_ARCHES = {
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+}
+
+
+def _seccomp() -> dict[str, Any]:
+    """Every system call allowed, except making a character or block device node (EPERM).
+
+    Docker's capability set, which corral keeps, holds CAP_MKNOD, and the device cgroup lets a
+    node of any number be made (``c *:* m``, as Docker's); a device outside the allow-list then
+    cannot be opened, but the node is there. Refusing the call itself is what the hardening
+    asks; FIFOs and sockets can still be made with ``mknod``. The other architectures of the
+    machine are listed so a 32-bit call cannot go around the rule.
+    """
+    rules = [{"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM,
+              "args": [{"index": index, "value": S_IFMT, "valueTwo": kind,
+                        "op": "SCMP_CMP_MASKED_EQ"}]}
+             for name, index in _MKNOD_MODE_ARG for kind in (S_IFCHR, S_IFBLK)]
+    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
+    arches = _SECCOMP_ARCHES.get(os.uname().machine)
+    if arches:
+        profile["architectures"] = arches
+    return profile
 
 
 @functools.cache

@@ -142,7 +142,15 @@ def test_default_invariants() -> None:
     assert linux["resources"]["pids"] == {"limit": DEFAULT_PIDS_LIMIT} == {"limit": 2048}
     assert "memory" not in linux["resources"] and "cpu" not in linux["resources"]
     assert linux["cgroupsPath"] == "/corral/abc"
-    assert "devices" not in linux and "seccomp" not in linux
+    assert "devices" not in linux
+    seccomp = linux["seccomp"]
+    assert seccomp["defaultAction"] == "SCMP_ACT_ALLOW"
+    # only device nodes are refused: the mode's file type bits, masked, are S_IFCHR or S_IFBLK
+    refused = {(r["names"][0], a["index"], a["valueTwo"]) for r in seccomp["syscalls"]
+               for a in r["args"] if r["action"] == "SCMP_ACT_ERRNO"
+               and a["op"] == "SCMP_CMP_MASKED_EQ" and a["value"] == 0o170000}
+    assert refused == {("mknod", 1, 0o020000), ("mknod", 1, 0o060000),
+                       ("mknodat", 2, 0o020000), ("mknodat", 2, 0o060000)}
     assert set(namespaces(spec)) == {"pid", "ipc", "uts", "mount", "network"}
     assert all("path" not in ns for ns in linux["namespaces"])
 
