@@ -3,25 +3,49 @@
 The public API is ``Engine`` and the error classes. The library is silent: its logger is
 disabled in loguru (see ``log``), and an embedder or the CLI turns it on with
 ``logger.enable("engine")``.
+
+The names below are imported on first use (PEP 562), so that a process needing one small
+module (conmon's exit command, ``engine.exited``) does not load the whole engine.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import log
 
 log.install()  # before any engine module runs: they may log at import
 
-from .engine import Engine, ExecResult  # noqa: E402
-from .errors import (  # noqa: E402
-    Conflict,
-    CorralError,
-    InvalidParameter,
-    NotFound,
-    NotModified,
-    StartFailed,
-    SystemFailure,
-)
-from .steps import STEP_NAMES  # noqa: E402
+if TYPE_CHECKING:
+    from .engine import Engine, ExecResult
+    from .errors import (
+        Conflict,
+        CorralError,
+        InvalidParameter,
+        NotFound,
+        NotModified,
+        StartFailed,
+        SystemFailure,
+    )
+    from .steps import STEP_NAMES
+
+_HOMES = {
+    "Engine": "engine", "ExecResult": "engine", "STEP_NAMES": "steps",
+    **dict.fromkeys(("Conflict", "CorralError", "InvalidParameter", "NotFound", "NotModified",
+                     "StartFailed", "SystemFailure"), "errors"),
+}
 
 __all__ = [
     "STEP_NAMES", "Conflict", "CorralError", "Engine", "ExecResult", "InvalidParameter",
     "NotFound", "NotModified", "StartFailed", "SystemFailure",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,8 +1,9 @@
 """The ``corral`` command line: Docker's verbs and flags over ``engine.Engine``.
 
 Every command opens its own ``Engine(root, watch=False, reconcile="touched")``: the CLI is a
-short-lived process, and containers outlive it because conmon watches them and runs ``corral
-container-exited ID`` when they exit; a command reconciles only the containers it touches.
+short-lived process, and containers outlive it because conmon watches them and runs an exit
+command when they exit (``engine.exited``, which hands over to ``corral container-exited ID``
+when the exit is not handled yet); a command reconciles only the containers it touches.
 Errors the engine raises on purpose (``CorralError``) are printed as one line on stderr, never
 as a traceback; the exit statuses follow Docker's (125 when ``run`` or ``create`` fails before
 the container runs, the container's own code otherwise).
@@ -595,7 +596,8 @@ def _container_gone(args: argparse.Namespace) -> bool:
 
 
 def cmd_container_exited(args: argparse.Namespace) -> int:
-    """What conmon's exit command runs; silent, and 0 even if the container is gone."""
+    """The exit handling conmon's exit command hands over to (``engine.exited``); silent, and
+    0 even if the container is gone."""
     from .log import logger
 
     if _container_gone(args):

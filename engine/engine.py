@@ -401,8 +401,7 @@ class Engine:
         ctx = StartContext(
             container=c, layout=self.layout, runtime=self.runtime, monitor=self.monitor,
             image_rootfs=rootfs, interactive=interactive,
-            exit_command=[sys.executable, "-m", "engine", "--root", str(self.layout.root),
-                          "container-exited", c.id],
+            exit_command=[sys.executable, "-m", "engine.exited", str(self.layout.root), c.id],
             networks=self.networks, volumes=self.volumes, firewall=self.firewall,
             fail_point=self._fail_point,
             find_container=self.get)

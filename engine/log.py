@@ -15,7 +15,6 @@ Modules log with ``from .log import logger`` and the usual ``logger.warning("{}"
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import sys
 from collections.abc import Callable
@@ -41,9 +40,10 @@ def _silence(loguru: ModuleType) -> None:
         loguru.logger.disable(name)
 
 
-class _SilenceOnImport(importlib.abc.MetaPathFinder):
+class _SilenceOnImport:
     """Disables the packages right after loguru's own module has run, before any caller can
-    reach ``logger.enable``."""
+    reach ``logger.enable``. (A finder needs only ``find_spec``: ``importlib.abc`` would import
+    ``importlib.resources`` and with it a dozen modules.)"""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "loguru":
