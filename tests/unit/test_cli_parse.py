@@ -6,6 +6,7 @@ import pytest
 
 from engine import InvalidParameter
 from engine.cli import (
+    _command_of,
     _env_items,
     _event_filter,
     _image_name_from,
@@ -106,3 +107,39 @@ def test_event_filters() -> None:
     assert not _event_filter(["event=die", "name=db"])(ev)
     with pytest.raises(InvalidParameter):
         _event_filter(["colour=red"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--root", "/r", "ps", "-a"],
+    ["run", "-d", "--name", "x", "-p", "8080:80", "busybox", "sleep", "1"],
+    ["network", "create", "--subnet", "10.1.2.0/24", "n"],
+    ["compose", "-f", "f.yaml", "ps"],
+    ["--log-level=debug", "volume", "ls"],
+    ["--root=/r", "rm", "-f", "a", "b"],
+    ["ls"],  # an alias
+])
+def test_building_only_the_command_parses_alike(argv: list[str]) -> None:
+    def parsed(only: str | None) -> dict:
+        found = vars(build_parser(only).parse_args(argv))
+        found["func"] = found["func"].__qualname__  # compose binds a new lambda per build
+        return found
+
+    assert _command_of(argv) is not None
+    assert parsed(_command_of(argv)) == parsed(None)
+
+
+@pytest.mark.parametrize("argv,command", [
+    (["--root", "/r", "--log-level", "info", "ps"], "ps"),
+    (["--root=/r", "run", "busybox"], "run"),
+    (["--help"], None),
+    ([], None),
+    (["--root"], None),
+])
+def test_command_of(argv: list[str], command: str | None) -> None:
+    assert _command_of(argv) == command
+
+
+def test_unknown_command_still_lists_them_all(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["psx"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'psx'" in err and "'ps'" in err and "'network'" in err
