@@ -27,6 +27,7 @@ T_PROCESS = time.perf_counter()
 import argparse  # noqa: E402 - the clock above starts before any import
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -239,7 +240,7 @@ def mode_transitions(args: argparse.Namespace) -> None:
 
 def mode_cli(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    import engine  # noqa: F401 - the package: transitions, the engine modules (loguru is lazy)
+    import engine.engine  # noqa: F401 - the engine modules, transitions (loguru is lazy)
     t_pkg = time.perf_counter() - t0
     t0 = time.perf_counter()
     import engine.cli as cli
@@ -260,6 +261,8 @@ def mode_cli(args: argparse.Namespace) -> None:
               **{k: v for k, v in PHASES.items()}, "exit": code,
               "counts": dict(COUNTS)}
     Path(args.out).write_text(json.dumps(result))
+    sys.stderr.flush()
+    os._exit(0)  # as the corral command ends (engine.cli.run): no interpreter teardown
 
 
 def mode_cleanup(args: argparse.Namespace) -> None:
