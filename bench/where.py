@@ -29,11 +29,12 @@ def interpreter_start(env: dict[str, str], n: int = 10) -> float:
 
 def import_times(env: dict[str, str], n: int = 5) -> dict[str, float]:
     """Cumulative import time (s) of the main modules of ``import engine.cli`` followed by
-    ``import engine.network`` (what a bridge start loads), median of ``n`` processes."""
+    ``engine.engine`` and ``engine.network`` (what a bridge start loads), median of ``n``
+    processes."""
     samples: dict[str, list[float]] = {k: [] for k in IMPORT_NAMES}
     for _ in range(n):
-        proc = run([python(), "-X", "importtime", "-c", "import engine.cli, engine.network"],
-                   env=env)
+        proc = run([python(), "-X", "importtime", "-c",
+                    "import engine.cli, engine.engine, engine.network"], env=env)
         for line in proc.stderr.decode().splitlines():
             if not line.startswith("import time:") or "|" not in line:
                 continue
