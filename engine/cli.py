@@ -587,8 +587,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def _container_gone(args: argparse.Namespace) -> bool:
     """For the commands that run in the background for one container: whether it (or its
-    root's run folder) is gone already, a removal having got there first. An engine made then
-    would only create the root's folders again."""
+    root's run folder) is gone already, a removal having got there first. (Their engine makes
+    no folder either, for a removal that comes after this check.)"""
     from .paths import Layout
 
     layout = Layout.for_root(args.root)
@@ -605,7 +605,8 @@ def cmd_container_exited(args: argparse.Namespace) -> int:
     try:
         # the restart policy holds with no engine alive: this process waits out the
         # backoff and starts the container again
-        _engine(args, reconcile=False).container_exited(args.id, follow_restart=True)
+        _engine(args, reconcile=False, make_layout=False).container_exited(
+            args.id, follow_restart=True)
     except CorralError as exc:
         logger.debug("container-exited {}: {}", args.id, exc)
     return 0
@@ -618,7 +619,7 @@ def cmd_health_monitor(args: argparse.Namespace) -> int:
     if _container_gone(args):
         return 0
     with contextlib.suppress(CorralError):
-        run_monitor(_engine(args, reconcile=False), args.id)
+        run_monitor(_engine(args, reconcile=False, make_layout=False), args.id)
     return 0
 
 

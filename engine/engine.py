@@ -95,14 +95,20 @@ class Engine:
     leaves each container to the commands that touch it, as Podman does: a crashed start or
     removal is finished when the container is next locked, an exit nobody handled is seen by
     ``inspect`` and ``list``. ``False``: nothing (conmon's exit command).
+
+    ``make_layout=False`` creates none of the root's folders: for the processes that act on
+    one container in the background (the exit command, the health monitor), which must not
+    bring back a root that was torn down meanwhile.
     """
 
     def __init__(self, root: Path | str | None = None, *, watch: bool = True,
                  reconcile: bool | str = True, runtime: str | None = None,
-                 conmon: str | None = None, fail_points: set[str] | None = None) -> None:
+                 conmon: str | None = None, fail_points: set[str] | None = None,
+                 make_layout: bool = True) -> None:
         self.layout = Layout.for_root(root)
         try:
-            self.layout.ensure()
+            if make_layout:  # not for a process acting on one container, which may be gone
+                self.layout.ensure()
         except OSError as exc:
             raise SystemFailure(f"cannot use root {self.layout.root}: {exc}") from exc
         runtime_bin = find_runtime(runtime or "runc") or (runtime or "runc")

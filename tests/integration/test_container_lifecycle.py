@@ -123,7 +123,10 @@ def test_events_are_journaled(engine, busybox) -> None:
     actions = [e.action for e in engine.events() if e.id == cid]
     assert actions[:2] == ["create", "start"] and "die" in actions
     assert actions[-1] == "destroy"
-    assert [e.action for e in got if e.id == cid] == actions
+    # subscribers hear this process's events; the exit may have been handled by conmon's exit
+    # command, another process, whose "die" reaches the journal only
+    heard = [e.action for e in got if e.id == cid]
+    assert heard in (actions, [a for a in actions if a != "die"])
 
 
 def test_exec_runs_inside_and_is_tracked(engine, busybox) -> None:

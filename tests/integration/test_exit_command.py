@@ -62,3 +62,16 @@ def test_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "engine.exited", "only-one"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_engine_of_a_background_command_makes_no_folder(tmp_path: Path) -> None:
+    # the exit command's engine, made after a teardown removed the root: nothing comes back
+    from engine import NotFound
+
+    root = tmp_path / "torn-down"
+    eng = Engine(root, watch=False, reconcile=False, make_layout=False)
+    with pytest.raises(NotFound):
+        eng.container_exited(CID, follow_restart=True)
+    eng.close()
+    assert not root.exists()
+    assert not Layout.for_root(root).run.exists()
