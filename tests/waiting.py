@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0,
-             interval: float = 0.05) -> None:
+             interval: float = 0.05, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"{what} not met in {timeout} s"
         time.sleep(interval)

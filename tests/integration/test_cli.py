@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OCI_SCHEMA = REPO.parent / "shared" / "oci-runtime-spec"
@@ -72,13 +73,6 @@ def _processes_mentioning(text: str) -> list[str]:
             if text in cmd:
                 found.append(f"{entry.name}: {cmd}")
     return found
-
-
-def _wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -239,7 +233,7 @@ def test_detached_lifecycle(bb: Corral) -> None:
     assert table[1].endswith("web") and "busybox" in table[1]
     assert bb.ok("ps", "-q") == f"{cid[:12]}\n"
     assert bb.ok("ps", "-q", "--no-trunc") == f"{cid}\n"
-    _wait_for(lambda: "ready" in bb.ok("logs", "web"), what="output")
+    wait_for(lambda: "ready" in bb.ok("logs", "web"), timeout=10, what="output")
 
     info = bb.inspect(cid[:6])  # a unique id prefix works wherever a name does
     for key in ("Id", "Name", "Created", "State", "RestartCount", "Config", "HostConfig",
@@ -287,7 +281,7 @@ def test_exit_is_seen_by_the_next_process(bb: Corral) -> None:
     def dead() -> bool:
         return bb.inspect(cid)["State"]["Status"] == "dead"
 
-    _wait_for(dead, timeout=10, what="exit seen")
+    wait_for(dead, timeout=10, what="exit seen")
     state = bb.inspect(cid)["State"]
     assert (state["ExitCode"], state["Running"], state["Pid"]) == (4, False, 0)
     assert state["FinishedAt"] > state["StartedAt"]
@@ -303,8 +297,8 @@ def test_kill_restart_and_force_remove(bb: Corral) -> None:
     assert bb.ok("restart", "-t", "1", "ka") == "ka\n"
     assert bb.inspect("ka")["State"]["Status"] == "running"
     assert bb.ok("kill", "-s", "TERM", "kb") == "kb\n"  # --rm: removed once it exits
-    _wait_for(lambda: bb.ok("ps", "-aq").split() == [bb.inspect("ka")["Id"][:12]],
-              what="auto-removal")
+    wait_for(lambda: bb.ok("ps", "-aq").split() == [bb.inspect("ka")["Id"][:12]],
+             timeout=10, what="auto-removal")
     assert bb.ok("rm", "-f", "ka") == "ka\n"
     assert bb.ok("ps", "-aq") == ""
 

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from exitcmd import without_exit_command
 from leakprobe import LeakProbe
+from waiting import wait_for
 
 from engine import STEP_NAMES, Engine
 from engine.netsteps import SUB_STEP_NAMES
@@ -26,26 +28,17 @@ from engine.store import read_json
 POINTS = [*STEP_NAMES, *(f"network.{sub}" for sub in SUB_STEP_NAMES)]
 PAUSE_TIMEOUT = 30.0
 
-CHILD = """
+TESTS = Path(__file__).resolve().parents[1]
+CHILD = f"""
 import sys
+sys.path.insert(0, {str(TESTS)!r})
 from engine import Engine
+from exitcmd import without_exit_command
 eng = Engine(sys.argv[1], watch=False)
 if sys.argv[3:] == ["no-exit-command"]:
-    made = eng._context
-    def context(c, interactive=False):
-        ctx = made(c, interactive)
-        ctx.exit_command = []
-        return ctx
-    eng._context = context
+    without_exit_command(eng)
 eng.start(sys.argv[2])
 """
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not met in {timeout}s"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -142,24 +135,12 @@ def test_sigkill_during_the_undo_of_a_failed_start(root_dir: Path, bystander,
     check_after_crash(root_dir, cid, other)
 
 
-def _without_exit_command(eng: Engine) -> None:
-    """conmon of this engine's starts runs no exit command: only a later engine can notice."""
-    made = eng._context
-
-    def context(c, interactive: bool = False):
-        ctx = made(c, interactive)
-        ctx.exit_command = []
-        return ctx
-
-    eng._context = context  # type: ignore[method-assign]
-
-
 @pytest.mark.parametrize("how,code", [("exit", 7), ("sigkill", 137)])
 def test_exit_while_no_engine_is_alive_is_found_by_the_next(root_dir: Path, how: str,
                                                            code: int) -> None:
     eng = Engine(root_dir, watch=False)
     try:
-        _without_exit_command(eng)
+        without_exit_command(eng)
         image = eng.images.busybox().name
         cmd = ["/bin/sh", "-c", "sleep 0.3; exit 7"] if how == "exit" else ["/bin/sleep", "300"]
         cid = eng.create(image, cmd)
@@ -171,7 +152,8 @@ def test_exit_while_no_engine_is_alive_is_found_by_the_next(root_dir: Path, how:
     if how == "sigkill":
         os.kill(pid, signal.SIGKILL)
     # conmon (alive) keeps the code; nobody tells the stored state
-    wait_for(lambda: paths.exit_file.exists(), what="exit file written")
+    wait_for(lambda: paths.exit_file.exists(), timeout=15, interval=0.02,
+             what="exit file written")
     assert read_json(paths.state)["status"] == "running"
     again = Engine(root_dir, watch=False)
     try:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from exitcmd import without_exit_command
 from leakprobe import LeakProbe
 
 from engine import STEP_NAMES, Engine, StartFailed, SystemFailure
@@ -64,19 +65,6 @@ def test_repeated_failures_at_each_point_leave_nothing(engine, busybox, probe,
 
 def _stored(engine: Engine, cid: str) -> dict:
     return read_json(engine.layout.container(cid).state)
-
-
-def without_exit_command(eng: Engine) -> None:
-    """conmon of this engine's starts runs no exit command, so no other engine process
-    cleans up behind the test's back."""
-    made = eng._context
-
-    def context(c, interactive: bool = False):
-        ctx = made(c, interactive)
-        ctx.exit_command = []
-        return ctx
-
-    eng._context = context  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("undo_of", POINTS)

@@ -600,8 +600,8 @@ def _wait_for(path: Path, is_kind: Callable[[int], bool]) -> None:
             time.sleep(0.02)
 
 
-# The container's first process turns its own /etc/passwd into a FIFO, then into the device
-# /dev/zero, each when the test says so (by a file it makes in the container's /tmp).
+# The container's first process turns its own /etc/passwd into a FIFO when the test says so
+# (by a file it makes in the container's /tmp); the test then puts the device /dev/zero there.
 REPLACER = ("until [ -e /tmp/go1 ]; do sleep 0.05; done; rm /etc/passwd; mkfifo /etc/passwd; "
             "sleep 300")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from loguru import logger
+from waiting import wait_for
 
 from engine.errors import InvalidParameter
 from engine.events import Event, EventBus, EventJournal, emit, matches
@@ -178,19 +179,12 @@ def _follow_in_thread(j: EventJournal, **kwargs: object) -> tuple[list[Event],
     return got, stop, t
 
 
-def _wait(cond, timeout: float = 2.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert cond()
-
-
 def test_follow_existing_then_new(tmp_path: Path) -> None:
     j = EventJournal(tmp_path / "events.jsonl")
     for i in range(3):
         j.append(ev(i))
     got, stop, t = _follow_in_thread(j, since=1_700_000_001)
-    _wait(lambda: len(got) == 2)
+    wait_for(lambda: len(got) == 2, timeout=2.0, interval=0.005)
     for i in range(3, 50):
         j.append(ev(i))
     stop.set()  # right after the last append: it still comes out
@@ -204,7 +198,7 @@ def test_follow_journal_created_later(tmp_path: Path) -> None:
     got, stop, t = _follow_in_thread(j)
     time.sleep(0.03)
     j.append(ev(0))
-    _wait(lambda: len(got) == 1)
+    wait_for(lambda: len(got) == 1, timeout=2.0, interval=0.005)
     stop.set()
     t.join(2)
     assert got == [ev(0)]
@@ -215,11 +209,11 @@ def test_follow_across_rotation(tmp_path: Path) -> None:
     for i in range(10):
         j.append(ev(i))
     got, stop, t = _follow_in_thread(j)
-    _wait(lambda: len(got) == 10)
+    wait_for(lambda: len(got) == 10, timeout=2.0, interval=0.005)
     for i in range(10, 150):
         j.append(ev(i))
         time.sleep(0.002)
-    _wait(lambda: len(got) == 150)
+    wait_for(lambda: len(got) == 150, timeout=2.0, interval=0.005)
     stop.set()
     t.join(2)
     assert j.rotated.exists()
@@ -232,7 +226,7 @@ def test_follow_reads_the_old_generation_first(tmp_path: Path) -> None:
         j.append(ev(i))
     on_disk = list(j.read())
     got, stop, t = _follow_in_thread(j)
-    _wait(lambda: len(got) == len(on_disk))
+    wait_for(lambda: len(got) == len(on_disk), timeout=2.0, interval=0.005)
     stop.set()
     t.join(2)
     assert got == on_disk
