@@ -128,23 +128,29 @@ def mode_embedded(args: argparse.Namespace) -> None:
     starts, removes, phases = [], [], []
     try:
         for i in range(args.n + 1):  # the first is a warm-up (pyroute2 import, caches)
-            cid = eng.create("busybox", ["sleep", "30"])
-            PHASES.clear()
-            COUNTS.clear()
-            t0 = time.perf_counter()
-            eng.start(cid)
-            t_start = time.perf_counter() - t0
-            snap = dict(PHASES)
-            t0 = time.perf_counter()
-            eng.remove(cid, force=True)
-            t_remove = time.perf_counter() - t0
+            sample = _timed_start_remove(eng)
             if i:
-                starts.append(t_start)
-                removes.append(t_remove)
-                phases.append(snap)
+                starts.append(sample["start"])
+                removes.append(sample["remove"])
+                phases.append(sample["phases"])
     finally:
         eng.close()
     _out({"start": starts, "remove": removes, "phases": phases})
+
+
+def _timed_start_remove(eng: Any) -> dict[str, Any]:
+    """Create a container, then time its start (with the parts ``instrument`` sees during
+    it) and its forced removal."""
+    cid = eng.create("busybox", ["sleep", "30"])
+    PHASES.clear()
+    COUNTS.clear()
+    t0 = time.perf_counter()
+    eng.start(cid)
+    t_start = time.perf_counter() - t0
+    snap = dict(PHASES)
+    t0 = time.perf_counter()
+    eng.remove(cid, force=True)
+    return {"start": t_start, "remove": time.perf_counter() - t0, "phases": snap}
 
 
 def mode_embedded_serve(args: argparse.Namespace) -> None:
@@ -156,24 +162,13 @@ def mode_embedded_serve(args: argparse.Namespace) -> None:
     instrument()
     eng = Engine(args.root)
 
-    def one() -> dict[str, Any]:
-        cid = eng.create("busybox", ["sleep", "30"])
-        PHASES.clear()
-        t0 = time.perf_counter()
-        eng.start(cid)
-        t_start = time.perf_counter() - t0
-        snap = dict(PHASES)
-        t0 = time.perf_counter()
-        eng.remove(cid, force=True)
-        return {"start": t_start, "remove": time.perf_counter() - t0, "phases": snap}
-
     try:
-        one()  # warm-up: pyroute2 import, caches
+        _timed_start_remove(eng)  # warm-up: pyroute2 import, caches
         _out({"ready": True})
         for line in sys.stdin:
             if line.strip() != "start":
                 break
-            _out(one())
+            _out(_timed_start_remove(eng))
     finally:
         eng.close()
 
