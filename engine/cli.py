@@ -586,13 +586,11 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def _container_gone(args: argparse.Namespace) -> bool:
-    """For the commands that run in the background for one container: whether it (or its
-    root's run folder) is gone already, a removal having got there first. (Their engine makes
-    no folder either, for a removal that comes after this check.)"""
-    from .paths import Layout
+    """For the commands that run in the background for one container (their engine makes no
+    folder either, for a removal that comes after this check)."""
+    from .exited import container_gone
 
-    layout = Layout.for_root(args.root)
-    return not (layout.run.is_dir() and (layout.containers / args.id).is_dir())
+    return container_gone(args.root, args.id)
 
 
 def cmd_container_exited(args: argparse.Namespace) -> int:

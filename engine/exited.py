@@ -15,14 +15,22 @@ import sys
 
 from .paths import Layout
 
+# the states package would import transitions, which this first stage avoids
 ACTIVE = ("starting", "running", "paused", "removing")
+
+
+def container_gone(root: str | None, cid: str) -> bool:
+    """Whether container ``cid`` (or its root's run folder: torn down) is gone already, a
+    removal having got there first; a background command for it has nothing to act on."""
+    layout = Layout.for_root(root)
+    return not (layout.run.is_dir() and (layout.containers / cid).is_dir())
 
 
 def needs_engine(root: str, cid: str) -> bool:
     """Whether the exit of ``cid`` under ``root`` still needs the engine."""
+    if container_gone(root, cid):
+        return False
     layout = Layout.for_root(root)
-    if not layout.run.is_dir():
-        return False  # the root's run folder is gone (torn down): nothing to act on
     try:
         with open(layout.container(cid).state, "rb") as f:
             state = json.load(f)
