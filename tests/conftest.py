@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-OCI_SCHEMA = REPO.parent / "shared" / "oci-runtime-spec"
+from schemas import OCI_SCHEMA
 
 # Every bundle the suite creates, through the API or the CLI, is validated against the OCI
 # runtime-spec schema when written (engine.spec.write_spec), in this process and in children.

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from schemas import OCI_SCHEMA
 from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-OCI_SCHEMA = REPO.parent / "shared" / "oci-runtime-spec"
 ID_LEN = 64
 # sleeps in steps of 0.1 s so that a TERM trap runs promptly; "ready" tells the test it runs
 SERVER = ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from schemas import OCI_SCHEMA, REPO, SHARED_OCI_SCHEMA, VENDORED_OCI_SCHEMA
 
 import engine.spec
 from engine.errors import InvalidParameter, SystemFailure
@@ -25,17 +26,26 @@ from engine.spec import (
     write_spec,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = REPO.parent / "shared" / "oci-runtime-spec"
+SCHEMA_DIR = OCI_SCHEMA
 
 
 @pytest.fixture
 def schema(monkeypatch: pytest.MonkeyPatch) -> Path:
     if not (SCHEMA_DIR / "config-schema.json").is_file():
-        # the schema is part of the workplace (../shared): its absence is a failure, not a skip
+        # the schema ships with the tests (and is in ../shared): its absence is a failure
         pytest.fail(f"OCI runtime-spec schema not found at {SCHEMA_DIR}")
     monkeypatch.setenv("CORRAL_VALIDATE_SPEC", str(SCHEMA_DIR))
     return SCHEMA_DIR
+
+
+def test_the_copied_schema_is_the_shared_one() -> None:
+    copied = sorted(p.name for p in VENDORED_OCI_SCHEMA.glob("*.json"))
+    assert "config-schema.json" in copied
+    if SHARED_OCI_SCHEMA.is_dir():  # beside the workplace: the copy must not have drifted
+        assert copied == sorted(p.name for p in SHARED_OCI_SCHEMA.glob("*.json"))
+        for name in copied:
+            assert (VENDORED_OCI_SCHEMA / name).read_bytes() == \
+                (SHARED_OCI_SCHEMA / name).read_bytes(), name
 
 
 @pytest.fixture
