@@ -6,7 +6,6 @@ A subprocess per mount would cost milliseconds on every start; the syscalls cost
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from pathlib import Path
@@ -21,7 +20,9 @@ MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# the symbols already loaded in this process (libc among them): find_library("c") would run
+# ldconfig, ~2 ms of every command
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)

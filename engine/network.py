@@ -22,6 +22,11 @@ is what ``IPRoute(netns=name, flags=0)`` gives in undo paths, without the fork.
 
 Deleting a namespace returns at once; the kernel destroys the links inside it some 15 ms
 later. Undo therefore deletes the veth (synchronous) before the namespace.
+
+pyroute2 is imported at the first request that needs it (about 75 ms: its package imports
+every netlink family, on asyncio). Deleting a link, all that ``rm``, ``stop`` and conmon's exit
+command ask of this module, is one ``RTM_DELLINK`` by name written here on a plain netlink
+socket, so those commands never load pyroute2.
 """
 
 from __future__ import annotations
@@ -34,15 +39,17 @@ import ipaddress
 import os
 import re
 import socket
+import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, TypeVar
 
 from engine.errors import InvalidParameter, SystemFailure
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 __all__ = [
     "NetworkFailure",
@@ -77,6 +84,16 @@ _MS_REC = 16384
 _MS_SHARED = 1 << 20
 _MNT_DETACH = 2
 
+# linux/netlink.h, linux/rtnetlink.h, linux/if_link.h
+_NLMSG_ERROR = 2
+_NLM_F_REQUEST = 1
+_NLM_F_ACK = 4
+_RTM_DELLINK = 17
+_IFLA_IFNAME = 3
+_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), type, index, flags, change
+_RTATTR = struct.Struct("=HH")  # length, type
+
 _IFNAME = re.compile(r"[^\s/:]{1,15}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _SYSCTL_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -102,10 +119,32 @@ def _failure(what: str) -> Iterator[None]:
         yield
     except NetworkFailure:
         raise
-    except NetlinkError as e:
-        raise NetworkFailure(f"{what}: {os.strerror(e.code)}", e.code) from e
     except OSError as e:
         raise NetworkFailure(f"{what}: {e.strerror or e}", e.errno) from e
+    except Exception as e:
+        code = _netlink_code(e)
+        if code is None:
+            raise
+        raise NetworkFailure(f"{what}: {os.strerror(code)}", code) from e
+
+
+def _netlink_code(e: BaseException) -> int | None:
+    """The errno of a pyroute2 ``NetlinkError``; None for anything else (and always None
+    while pyroute2 is not loaded, since then nothing could have raised one)."""
+    exceptions = sys.modules.get("pyroute2.netlink.exceptions")
+    if exceptions is not None and isinstance(e, exceptions.NetlinkError):
+        return e.code
+    return None
+
+
+@functools.cache
+def _pyroute2() -> tuple[type[IPRoute], type[Exception]]:
+    """pyroute2's ``IPRoute`` and ``NetlinkError``, imported at the first request that needs
+    them."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return IPRoute, NetlinkError
 
 
 @functools.cache
@@ -147,7 +186,8 @@ def _rtnl_socket() -> socket.socket:
 
 
 def _host() -> IPRoute:
-    return IPRoute(groups=0)
+    iproute, _ = _pyroute2()
+    return iproute(groups=0)
 
 
 def _open_netns(name: str) -> int:
@@ -178,9 +218,10 @@ def _socket_in(name: str) -> socket.socket:
 @contextlib.contextmanager
 def _inside(name: str) -> Iterator[IPRoute]:
     """``IPRoute`` for namespace ``name`` (which must exist); closes it after."""
+    iproute, _ = _pyroute2()
     sock = _socket_in(name)
     try:
-        ipr = IPRoute(fileno=sock.detach(), groups=0)
+        ipr = iproute(fileno=sock.detach(), groups=0)
     except BaseException:
         sock.close()
         raise
@@ -227,10 +268,11 @@ def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500) -> None:
     several processes do it at once (whoever loses the race finds it made)."""
     _valid_ifname(name, "bridge name")
     gateway = _interface(gateway_cidr)
+    _, netlink_error = _pyroute2()
     with _failure(f"bridge {name!r}"), _host() as ipr:
         try:
             ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-        except NetlinkError as e:
+        except netlink_error as e:
             if e.code != errno.EEXIST:
                 raise
         (link,) = ipr.link("get", ifname=name)
@@ -241,7 +283,7 @@ def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500) -> None:
         try:
             ipr.addr("add", index=index, address=str(gateway.ip),
                      prefixlen=gateway.network.prefixlen)
-        except NetlinkError as e:
+        except netlink_error as e:
             if e.code != errno.EEXIST:
                 raise
         ipr.link("set", index=index, state="up")
@@ -266,16 +308,39 @@ def bridge_ports(name: str) -> list[str]:
 
 
 def _delete_link(name: str, what: str) -> None:
-    with _failure(f"{what} {name!r}"), _host() as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return
+    with _failure(f"{what} {name!r}"):
         try:
-            ipr.link("del", index=index)
-        except NetlinkError as e:
-            # someone else deleted it between the lookup and now
-            if e.code != errno.ENODEV:
+            _rtnl_delete_link(name)
+        except OSError as e:
+            if e.errno != errno.ENODEV:  # gone already
                 raise
+
+
+def _rtnl_delete_link(name: str) -> None:
+    """``RTM_DELLINK`` of the host's link ``name`` and wait for the kernel's answer, which
+    comes once the link is gone. Raises OSError with the kernel's errno."""
+    ifname = name.encode() + b"\0"
+    attr = _RTATTR.pack(_RTATTR.size + len(ifname), _IFLA_IFNAME) + ifname
+    attr += b"\0" * (-len(attr) % 4)
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr
+    seq = 1
+    request = _NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(body), _RTM_DELLINK,
+                                 _NLM_F_REQUEST | _NLM_F_ACK, seq, 0) + body
+    with _rtnl_socket() as sock:
+        sock.sendto(request, (0, 0))
+        while True:
+            answer = sock.recv(65536)
+            offset = 0
+            while offset + _NLMSG_HEADER.size <= len(answer):
+                length, kind, _flags, got_seq, _port = _NLMSG_HEADER.unpack_from(answer, offset)
+                if kind == _NLMSG_ERROR and got_seq == seq:
+                    (error,) = struct.unpack_from("=i", answer, offset + _NLMSG_HEADER.size)
+                    if error:
+                        raise OSError(-error, os.strerror(-error))
+                    return
+                if length < _NLMSG_HEADER.size:
+                    break
+                offset += (length + 3) & ~3
 
 
 # --- namespaces ------------------------------------------------------------------------------
@@ -323,6 +388,7 @@ def create_netns(name: str) -> Path:
             os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
         except FileExistsError as e:
             raise NetworkFailure(f"{what} already exists", errno.EEXIST) from e
+    iproute, _ = _pyroute2()
     try:
         def make() -> socket.socket:
             _check(libc.unshare(_CLONE_NEWNET), "unshare")
@@ -333,7 +399,7 @@ def create_netns(name: str) -> Path:
 
         with _failure(what):
             sock = _in_thread(make)
-            with IPRoute(fileno=sock.detach(), groups=0) as ipr:
+            with iproute(fileno=sock.detach(), groups=0) as ipr:
                 ipr.link("set", index=LOOPBACK_INDEX, state="up")
     except BaseException:
         _remove_netns(name, libc)
@@ -376,12 +442,13 @@ def create_veth(host_ifname: str, netns: str, bridge: str, *, container_ifname: 
     if not 68 <= mtu <= 65535:
         raise InvalidParameter(f"invalid MTU {mtu}: 68 to 65535")
     what = f"veth {host_ifname!r} (peer {container_ifname!r} in {netns!r}, bridge {bridge!r})"
+    _, netlink_error = _pyroute2()
     fd = _open_netns(netns)
     try:
         with _failure(what), _host() as ipr:
             try:
                 (link,) = ipr.link("get", ifname=bridge)
-            except NetlinkError as e:
+            except netlink_error as e:
                 if e.code == errno.ENODEV:
                     raise NetworkFailure(f"{what}: bridge {bridge!r} does not exist",
                                          e.code) from e
@@ -396,23 +463,17 @@ def create_veth(host_ifname: str, netns: str, bridge: str, *, container_ifname: 
                 # or undoes all of it
                 ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu, peer=peer,
                          master=link["index"], state="up")
-            except NetlinkError as e:
+            except netlink_error as e:
                 if e.code == errno.EEXIST:
                     # the name belongs to someone else, or the peer name is taken inside
                     raise NetworkFailure(f"{what}: a link of that name already exists",
                                          e.code) from e
                 # if ever the kernel left a half-made pair, the host end holds it
-                _delete_quietly(ipr, host_ifname)
+                with contextlib.suppress(OSError):
+                    _rtnl_delete_link(host_ifname)
                 raise
     finally:
         os.close(fd)
-
-
-def _delete_quietly(ipr: IPRoute, ifname: str) -> None:
-    with contextlib.suppress(NetlinkError, OSError):
-        index = _index(ipr, ifname)
-        if index is not None:
-            ipr.link("del", index=index)
 
 
 def set_hairpin(host_ifname: str, on: bool = True) -> None:
@@ -454,6 +515,7 @@ def configure_container(netns: str, *, ifname: str = "eth0", address_cidr: str,
             raise InvalidParameter(f"gateway {gateway} and address {address_cidr} differ in "
                                    "IP version")
     what = f"interface {ifname!r} in network namespace {netns!r}"
+    _, netlink_error = _pyroute2()
     with _failure(what), _inside(netns) as ipr:
         index = _index(ipr, ifname)
         if index is None:
@@ -461,7 +523,7 @@ def configure_container(netns: str, *, ifname: str = "eth0", address_cidr: str,
         try:
             ipr.addr("add", index=index, address=str(address.ip),
                      prefixlen=address.network.prefixlen)
-        except NetlinkError as e:
+        except netlink_error as e:
             if e.code != errno.EEXIST:
                 raise
         ipr.link("set", index=index, state="up")

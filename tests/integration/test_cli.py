@@ -21,6 +21,8 @@ import pytest
 from schemas import OCI_SCHEMA
 from waiting import wait_for
 
+from engine.netsteps import veth_name
+
 REPO = Path(__file__).resolve().parents[2]
 ID_LEN = 64
 # sleeps in steps of 0.1 s so that a TERM trap runs promptly; "ready" tells the test it runs
@@ -302,6 +304,28 @@ def test_kill_restart_and_force_remove(bb: Corral) -> None:
     assert bb.ok("rm", "-f", "ka") == "ka\n"
     assert bb.ok("ps", "-aq") == ""
 
+
+
+def test_stop_and_remove_of_a_bridge_container_do_not_load_pyroute2(bb: Corral) -> None:
+    """Tearing a bridge container down deletes its veth with one request the network module
+    writes itself: pyroute2 costs ~75 ms of import, paid only by commands that make links."""
+
+    def loads_pyroute2(*args: str) -> bool:
+        r = subprocess.run([sys.executable, "-X", "importtime", *bb.argv(*args)[1:]],
+                           capture_output=True, text=True, env=bb.env, cwd=REPO, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        return "pyroute2" in r.stderr
+
+    cid = bb.ok("run", "-d", "--name", "lean", "busybox", *SERVER).strip()
+    veth = veth_name(cid)
+    assert Path("/sys/class/net", veth).exists()
+    assert not loads_pyroute2("stop", "-t", "5", "lean")
+    assert not Path("/sys/class/net", veth).exists()
+    bb.ok("start", "lean")
+    assert not loads_pyroute2("rm", "-f", "lean")
+    assert not Path("/sys/class/net", veth).exists()
+    assert bb.ok("ps", "-aq") == ""
 
 # -- events ---------------------------------------------------------------------------------
 

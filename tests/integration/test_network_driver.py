@@ -14,6 +14,7 @@ import errno
 import ipaddress
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -260,6 +261,27 @@ def test_delete_veth_removes_both_ends(net: Net) -> None:
     assert subprocess.run(["ip", "-n", ns, "link", "show", "dev", "eth0"],
                           capture_output=True).returncode != 0
     assert network.bridge_ports(net.bridge) == []
+
+
+def test_deleting_links_does_not_load_pyroute2(net: Net) -> None:
+    host, peer = net.veth_name(0), net.veth_name(1)
+    ip("link", "add", host, "type", "veth", "peer", "name", peer)
+    script = ("import sys; from engine import network; "
+              f"network.delete_veth({host!r}); network.delete_bridge({net.bridge!r}); "
+              "print('pyroute2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "False\n"
+    assert not network.link_exists(host)
+    assert not network.link_exists(peer)
+
+
+def test_a_delete_the_kernel_refuses_fails_naming_the_link() -> None:
+    # the kernel never deletes a loopback device (it has no dellink operation)
+    with pytest.raises(NetworkFailure, match="veth 'lo'") as caught:
+        network.delete_veth("lo")
+    assert caught.value.code == errno.EOPNOTSUPP
+    assert network.link_exists("lo")
 
 
 # --- inside the namespace --------------------------------------------------------------------
