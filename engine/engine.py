@@ -65,6 +65,7 @@ from .users import runtime_user
 from .volumes import Volume, VolumeStore
 
 EXIT_FILE_WAIT = 5.0
+EXIT_FILE_POLL = 0.002  # conmon writes the exit file a few ms after the process ends
 START_FAILED_EXIT_CODE = 128
 LOST_EXIT_CODE = 255
 CLEANUP_INCOMPLETE = "cleanup incomplete"
@@ -754,7 +755,7 @@ class Engine:
             if not monitored or time.monotonic() > deadline:
                 code = read_exit_code(c.paths.exit_file)
                 return LOST_EXIT_CODE if code is None else code
-            time.sleep(0.002)
+            time.sleep(EXIT_FILE_POLL)
 
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         sig = cfg.parse_signal(signal)
@@ -895,24 +896,35 @@ class Engine:
 
     def _follow_logs(self, c: Container, stopped: Callable[[], bool],
                      **filters: Any) -> Iterator[LogRecord]:
-        """Follow, woken as soon as conmon exits (it writes the exit file, then ends) instead
-        of at the next poll: ``run --rm`` returns up to a poll interval sooner."""
-        try:
-            fd = os.pidfd_open(c.state.conmon_pid)
-        except OSError:  # gone already, or no pidfds: polling alone
-            fd = -1
+        """Follow, woken as soon as the container's process ends instead of at the next poll.
+
+        conmon drains the output and writes the exit file right after the process ends, then
+        runs the exit command and waits for it before it exits itself; so the follower waits
+        on the process (then polls briefly for the exit file), not on conmon: an attached
+        ``run`` goes on to handle the exit at once, warm, instead of waiting ~100 ms for a
+        cold exit command to do it. conmon's own end also wakes it (a process that could not
+        be watched)."""
+        fds = []
+        for pid in (c.state.pid, c.state.conmon_pid):
+            with contextlib.suppress(OSError):  # gone already, or no pidfds: polling alone
+                fds.append(os.pidfd_open(pid))
+        ended: list[int] = []
 
         def pause(timeout: float) -> None:
-            if fd < 0:
+            waiting = [fd for fd in fds if fd not in ended]
+            if ended:  # the process has ended: the exit file follows within a few ms
+                timeout = min(timeout, EXIT_FILE_POLL)
+            if not waiting:
                 time.sleep(timeout)
-            else:
-                select.select([fd], [], [], timeout)
+                return
+            ready, _, _ = select.select(waiting, [], [], timeout)
+            ended.extend(ready)
 
         try:
             yield from read_logs(c.paths.log, follow=True, stop=stopped, pause=pause,
                                  **filters)
         finally:
-            if fd >= 0:
+            for fd in fds:
                 os.close(fd)
 
     # -- exec --------------------------------------------------------------------------------

@@ -1,17 +1,22 @@
 """conmon's exit command: ``python -m engine.exited ROOT ID``.
 
-Every container exit runs it, also when the exit is handled already: by the CLI waiting for a
-``run --rm`` (which then removes the container), by ``rm -f``, or by an embedded engine's
-watcher. Importing the engine costs about 100 ms of CPU, which on a small machine competes
-with that handling; so this first stage reads the stored state and hands over to the engine
-(``corral container-exited``) only when something is left to do: the container still looks
-active, or its restart policy asked for a start that this process is to make.
+Every container exit runs it, also when the exit is handled already: by the CLI attached to a
+``run`` (woken by the process's end, it handles the exit and, with ``--rm``, removes the
+container), by ``rm -f``, or by an embedded engine's watcher. Importing the engine costs about
+100 ms of CPU, which on a small machine competes with that handling, and conmon waits for this
+command before it exits; so this first stage waits for whoever holds the container's lock (a
+flock, no import), reads the stored state, and hands over to the engine (``corral
+container-exited``) only when something is left to do: the container still looks active, or
+its restart policy asked for a start that this process is to make.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sys
+from pathlib import Path
 
 from .paths import Layout
 
@@ -31,6 +36,7 @@ def needs_engine(root: str, cid: str) -> bool:
     if container_gone(root, cid):
         return False
     layout = Layout.for_root(root)
+    _wait_for_lock(layout.container(cid).lock)
     try:
         with open(layout.container(cid).state, "rb") as f:
             state = json.load(f)
@@ -42,6 +48,19 @@ def needs_engine(root: str, cid: str) -> bool:
         return True
     return state.get("status") in ACTIVE or bool(state.get("restart_pending")) \
         or bool(state.get("cleanup_pending"))
+
+
+def _wait_for_lock(path: Path) -> None:
+    """Wait until no process holds the container's lock: one that does may be handling this
+    very exit. Never creates the file (a removal may be emptying the folder)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file: removed already, or never locked
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
 
 
 def main(argv: list[str]) -> int:

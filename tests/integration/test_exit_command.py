@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from exitcmd import replace_exit_command
+from waiting import wait_for
 
 from engine import Engine
 from engine.exited import needs_engine
+from engine.monitor import is_conmon_of
 from engine.paths import Layout
+from engine.store import file_lock
 
 CID = "ab" * 32
 
@@ -75,3 +80,58 @@ def test_engine_of_a_background_command_makes_no_folder(tmp_path: Path) -> None:
     eng.close()
     assert not root.exists()
     assert not Layout.for_root(root).run.exists()
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    # /proc/locks lists a waiter as "N: -> FLOCK ADVISORY READ <pid> ..."
+    with open("/proc/locks", encoding="ascii") as f:
+        return any("->" in line and line.split()[5] == str(pid) for line in f)
+
+
+def test_an_exit_being_handled_is_waited_for_then_left_alone(layout: Layout) -> None:
+    """Whoever holds the container's lock may be handling this very exit (an attached
+    ``run``): the first stage waits for it, then finds nothing to do, without the engine."""
+    put_state(layout, {"status": "running"})
+    with file_lock(layout.container(CID).lock):
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "engine.exited", str(layout.root), CID],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: _blocked_on_a_lock(proc.pid), timeout=30,
+                     what="the exit command waiting on the container's lock")
+            put_state(layout, {"status": "dead"})  # as the lock's holder handles the exit
+        except BaseException:
+            proc.kill()
+            raise
+    _, imports = proc.communicate(timeout=60)
+    assert proc.returncode == 0, imports
+    assert "engine.engine" not in imports
+
+
+def test_an_attached_follower_does_not_wait_for_the_exit_command(root_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """conmon waits for its exit command before it exits; the attached CLI (``run``) stops
+    following at the container's own end, and handles the exit while that command runs."""
+    release = tmp_path / "release"
+    eng = Engine(root_dir, watch=False)
+    replace_exit_command(eng, ["/bin/sh", "-c",
+                               f"while [ ! -e {release} ]; do sleep 0.05; done"])
+    try:
+        eng.images.busybox()
+        cid = eng.create("busybox", ["echo", "hi"])
+        eng.start(cid)
+        conmon = eng.get(cid).state.conmon_pid
+        lines: list[str] = []
+        follower = threading.Thread(
+            target=lambda: lines.extend(r.text for r in eng.logs(cid, follow=True)),
+            daemon=True)
+        follower.start()
+        follower.join(timeout=30)
+        assert not follower.is_alive(), "the follower waited for conmon's exit command"
+        assert lines == ["hi\n"]
+        assert is_conmon_of(conmon, cid)  # still waiting for its exit command
+        assert eng.wait(cid, timeout=30) == 0
+        eng.remove(cid)
+    finally:
+        release.touch()
+        eng.close()
