@@ -900,10 +900,10 @@ class Engine:
 
         conmon drains the output and writes the exit file right after the process ends, then
         runs the exit command and waits for it before it exits itself; so the follower waits
-        on the process (then polls briefly for the exit file), not on conmon: an attached
-        ``run`` goes on to handle the exit at once, warm, instead of waiting ~100 ms for a
-        cold exit command to do it. conmon's own end also wakes it (a process that could not
-        be watched)."""
+        on the process (then polls briefly for the exit file), not on conmon, and an attached
+        ``run`` goes on to handle the exit at once, while the exit command waits for the
+        container's lock. conmon's own end also wakes it (a process that could not be
+        watched)."""
         fds = []
         for pid in (c.state.pid, c.state.conmon_pid):
             with contextlib.suppress(OSError):  # gone already, or no pidfds: polling alone
