@@ -1298,9 +1298,11 @@ class _ExitWatcher:
                     continue
                 with self._lock:
                     cid = self._fds.pop(fd, None)
+                if cid is None:
+                    continue  # close() took it, and closes it: closed twice, the number
+                    # could by then belong to another file of the embedding process
                 os.close(fd)
-                if cid:
-                    self._handle(cid)
+                self._handle(cid)
 
     def _handle(self, cid: str) -> None:
         try:
