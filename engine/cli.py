@@ -266,7 +266,7 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "publish": args.publish, "dns": args.dns, "expose": args.expose,
         "aliases": args.network_alias,
         "auto_remove": args.rm, "tty": args.tty, "interactive": args.interactive,
-        "readonly_rootfs": args.read_only,
+        "readonly_rootfs": args.read_only, "security_opt": args.security_opt,
     }
     optional = {"name": args.name, "working_dir": args.workdir, "hostname": args.hostname,
                 "user": args.user, "network": args.network, "ipc": args.ipc, "ip": args.ip,
@@ -306,6 +306,8 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)
     p.add_argument("--read-only", action="store_true")
+    p.add_argument("--security-opt", action="append", default=[],
+                   metavar="seccomp=unconfined|PROFILE.json")
     p.add_argument("--link", action="append", default=[], metavar="NAME[:ALIAS]")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")

@@ -39,6 +39,23 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_text(field_name: str, value: Any) -> None:
+    """Refuse a string (or the strings of a list or dict) holding a NUL byte: the kernel's
+    argv, environment and file names end at the first NUL, so it would fail at start, or
+    quietly cut the value."""
+    if isinstance(value, str):
+        if "\0" in value:
+            shown = value if len(value) <= 64 else value[:64] + "..."
+            raise InvalidParameter(f"invalid {field_name}: {shown!r}: it contains a NUL byte")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(f"{field_name} key", key)
+            check_text(f"{field_name} {key!r}", item)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_text(f"{field_name} [{i}]", item)
+
+
 def parse_env(items: list[str]) -> list[str]:
     """``KEY=VALUE`` entries; a bare ``KEY`` is dropped (Docker takes it from the caller)."""
     out = []
@@ -249,6 +266,9 @@ class ContainerConfig:
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
     readonly_rootfs: bool = False
     healthcheck: dict[str, Any] | None = None
+    security_opt: list[str] = field(default_factory=list)  # as asked, for inspect
+    # "default", "unconfined" or the user's profile, read at create (engine.seccomp)
+    seccomp: str | dict[str, Any] = "default"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -127,6 +127,7 @@ class Container:
                 "RestartPolicy": dict(c.restart_policy),
                 "AutoRemove": c.auto_remove,
                 "ReadonlyRootfs": c.readonly_rootfs,
+                "SecurityOpt": list(c.security_opt) or None,
             },
             "Mounts": [
                 {"Type": b.type, "Source": b.source, "Destination": b.target,

@@ -37,7 +37,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import fsck, health, hostfiles, mounts, netsteps
+from . import fsck, health, hostfiles, mounts, netsteps, seccomp
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -272,9 +272,17 @@ class Engine:
                readonly_rootfs: bool = False,
                healthcheck: dict[str, Any] | None = None,
                aliases: list[str] | tuple[str, ...] = (),
-               shm_size: str | int | None = None) -> str:
+               shm_size: str | int | None = None,
+               security_opt: list[str] | tuple[str, ...] = ()) -> str:
         """Create a container; return its id. Everything is checked before anything is written."""
         name = cfg.check_name(name) if name is not None else generate_name()
+        for what, value in (("command argument", cmd), ("label", labels),
+                            ("environment variable", env), ("volume", volumes),
+                            ("tmpfs", tmpfs), ("working directory", working_dir),
+                            ("hostname", hostname), ("user", user),
+                            ("healthcheck", healthcheck)):
+            cfg.check_text(what, value)
+        seccomp_choice = seccomp.parse_security_opt(list(security_opt))
         img: Image = self.images.get(image)
         network = network or cfg.DEFAULT_NETWORK_MODE
         ports = self._check_network(network, ip, publish, dns)
@@ -306,7 +314,8 @@ class Engine:
             stop_timeout=cfg.DEFAULT_STOP_TIMEOUT if stop_timeout is None else stop_timeout,
             readonly_rootfs=readonly_rootfs, healthcheck=cfg.parse_healthcheck(healthcheck),
             aliases=[cfg.check_alias(a) for a in aliases],
-            shm_size=cfg.parse_size(shm_size, "shm size"))
+            shm_size=cfg.parse_size(shm_size, "shm size"),
+            security_opt=list(security_opt), seccomp=seccomp_choice)
         if auto_remove and config.restart_policy["Name"] != "no":
             raise InvalidParameter("conflicting options: --restart and --rm")
         self._claim_name(name, cid)

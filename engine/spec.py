@@ -10,8 +10,10 @@ Deliberate omissions:
 
 * no ``process.rlimits``: the hosts we run on lack CAP_SYS_RESOURCE, and runc fails with "error
   setting rlimit" when a limit is above the current hard one; the container inherits ours;
-* no full seccomp profile: Docker's default one is a follow-up. The profile here allows every
-  system call except making a character or block device node (``_seccomp``);
+* seccomp: Docker's default profile, and stricter (no io_uring, no character or block device
+  node through ``mknod``), shipped as data in ``engine/seccomp/default.json`` and resolved for the
+  container's capabilities and the machine's architecture (``engine.seccomp.resolve``);
+  ``SpecOptions.seccomp`` is ``"default"``, ``"unconfined"`` (no filter) or a user's profile;
 * no cgroup namespace: the hosts are cgroup v1 (hybrid), where Docker does not use one either;
 * no ``linux.devices``: runc creates the standard nodes (null, zero, full, random, urandom, tty,
   console, ptmx) itself.
@@ -23,7 +25,6 @@ the schema folder (tests and CI set it); ``write_spec`` validates and writes the
 from __future__ import annotations
 
 import copy
-import errno
 import functools
 import json
 import math
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import seccomp
 from .errors import InvalidParameter, SystemFailure
 from .store import atomic_write_bytes
 
@@ -235,6 +237,7 @@ class SpecOptions:
     annotations: dict[str, str] = field(default_factory=dict)
     sysctl: dict[str, str] = field(default_factory=dict)
     oom_score_adj: int | None = None
+    seccomp: str | dict[str, Any] = "default"
 
 
 def cpus_to_quota(cpus: float) -> tuple[int, int]:
@@ -404,7 +407,9 @@ def build_spec(opts: SpecOptions) -> dict[str, Any]:
     }
     if opts.cgroups_path:
         linux["cgroupsPath"] = opts.cgroups_path
-    linux["seccomp"] = _seccomp()
+    profile = seccomp.resolve(opts.seccomp, caps)
+    if profile is not None:
+        linux["seccomp"] = profile
     if opts.sysctl:
         linux["sysctl"] = dict(opts.sysctl)
 
@@ -420,35 +425,6 @@ def build_spec(opts: SpecOptions) -> dict[str, Any]:
     if opts.annotations:
         spec["annotations"] = dict(opts.annotations)
     return spec
-
-
-S_IFMT, S_IFCHR, S_IFBLK = 0o170000, 0o020000, 0o060000
-# where the mode is among the arguments of each call that makes a node
-_MKNOD_MODE_ARG = (("mknod", 1), ("mknodat", 2))
-_SECCOMP_ARCHES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-}
-
-
-def _seccomp() -> dict[str, Any]:
-    """Every system call allowed, except making a character or block device node (EPERM).
-
-    Docker's capability set, which corral keeps, holds CAP_MKNOD, and the device cgroup lets a
-    node of any number be made (``c *:* m``, as Docker's); a device outside the allow-list then
-    cannot be opened, but the node is there. Refusing the call itself is what the hardening
-    asks; FIFOs and sockets can still be made with ``mknod``. The other architectures of the
-    machine are listed so a 32-bit call cannot go around the rule.
-    """
-    rules = [{"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM,
-              "args": [{"index": index, "value": S_IFMT, "valueTwo": kind,
-                        "op": "SCMP_CMP_MASKED_EQ"}]}
-             for name, index in _MKNOD_MODE_ARG for kind in (S_IFCHR, S_IFBLK)]
-    profile: dict[str, Any] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
-    arches = _SECCOMP_ARCHES.get(os.uname().machine)
-    if arches:
-        profile["architectures"] = arches
-    return profile
 
 
 @functools.cache

@@ -269,7 +269,7 @@ class CommandAndBundle:
             readonly_rootfs=c.readonly_rootfs, network=ctx.network,
             cgroups_path=ctx.cgroups_path, memory=c.memory, cpu_shares=c.cpu_shares,
             cpu_quota=quota, cpu_period=period,
-            annotations={"io.corral.name": c.name})
+            annotations={"io.corral.name": c.name}, seccomp=c.seccomp)
         if c.pids_limit is not None:
             ctx.spec.pids_limit = c.pids_limit
 
