@@ -623,16 +623,26 @@ def cmd_health_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_size(text: str) -> int:
+    from .config import parse_size
+
+    size = parse_size(text, "--max-size")
+    if not size:
+        raise InvalidParameter(f"invalid --max-size: {text!r}: want a size such as 8g")
+    return size
+
+
 def cmd_image_import(args: argparse.Namespace) -> int:
     eng = _engine(args)
     src = args.source
     name = args.name or _image_name_from(src)
+    limit = {"max_bytes": _max_size(args.max_size)} if args.max_size else {}
     if src == "-":
-        image = eng.images.import_tar(sys.stdin.buffer, name)
+        image = eng.images.import_tar(sys.stdin.buffer, name, **limit)
     elif os.path.isdir(src):
-        image = eng.images.import_dir(src, name)
+        image = eng.images.import_dir(src, name, **limit)
     elif os.path.exists(src):
-        image = eng.images.import_tar(src, name)
+        image = eng.images.import_tar(src, name, **limit)
     else:
         raise NotFound(f"cannot import {src}: no such file or directory")
     _out(image.id)
@@ -956,6 +966,9 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
              "stdin); print its id", sp=isub)
     ip.add_argument("source", metavar="SRC")
     ip.add_argument("name", nargs="?", metavar="NAME")
+    ip.add_argument("--max-size", metavar="SIZE",
+                    help="most bytes of file data the image may hold, holes not counted "
+                         "(default 4g)")
     ip = add("ls", cmd_image_ls, "list images", sp=isub, aliases=("list",))
     ip.add_argument("-q", "--quiet", action="store_true")
     ip.add_argument("--no-trunc", action="store_true")

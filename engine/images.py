@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import store
+from . import sparse, store
 from .errors import Conflict, InvalidParameter, NotFound, SystemFailure
 from .log import logger
 from .unpack import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, unpack_tar
@@ -114,15 +114,19 @@ class ImageStore:
 
     # -- imports -------------------------------------------------------------------------
 
-    def import_dir(self, src: Path, name: str, *, replace: bool = False) -> Image:
-        """Copy the tree ``src`` as a new image (symlinks are copied, never followed)."""
+    def import_dir(self, src: Path, name: str, *, replace: bool = False,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> Image:
+        """Copy the tree ``src`` as a new image (symlinks are copied, never followed).
+
+        Sparse files keep their holes; past ``max_bytes`` of file data (holes not counted)
+        the import is refused with an error naming the file that crossed the limit."""
         src = Path(src)
         if self._inside(src):
             raise InvalidParameter(f"cannot import {src}: it contains the image store")
 
         def fill(rootfs: Path) -> int:
             try:
-                _copy_tree(src, rootfs)
+                _copy_tree(src, rootfs, max_bytes)
             except OSError as exc:
                 raise SystemFailure(f"cannot copy {src}: {exc.strerror or exc}") from exc
             return _tree_size(rootfs)
@@ -400,7 +404,7 @@ def _fill_busybox(rootfs: Path) -> int:
         raise SystemFailure(f"cannot build the busybox image: {exc.strerror or exc}") from exc
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
+def _copy_tree(src: Path, dst: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
     """Copy ``src`` to the new folder ``dst``, reading ``src`` through directory descriptors.
 
     Below ``src`` nothing is followed: symlinks are copied as symlinks, and an entry swapped
@@ -413,18 +417,21 @@ def _copy_tree(src: Path, dst: Path) -> None:
         raise InvalidParameter(f"cannot import {src}: {exc.strerror or exc}") from exc
     try:
         os.mkdir(dst, 0o700)
-        _TreeCopier().copy_dir(sfd, str(dst))
+        _TreeCopier(src, max_bytes).copy_dir(sfd, str(dst), "")
         _copy_meta(str(dst), os.fstat(sfd))
     finally:
         os.close(sfd)
 
 
 class _TreeCopier:
-    def __init__(self) -> None:
+    def __init__(self, src: Path, max_bytes: int) -> None:
+        self.src = src
+        self.max_bytes = max_bytes
+        self.data = 0  # bytes of file data copied so far, holes not counted
         # Hard-linked inodes: the first copy made of each, to link the others to.
         self.copies: dict[tuple[int, int], str] = {}
 
-    def copy_dir(self, sfd: int, dpath: str) -> None:
+    def copy_dir(self, sfd: int, dpath: str, rel: str) -> None:
         with os.scandir(sfd) as it:
             entries = list(it)
         for entry in entries:
@@ -435,7 +442,7 @@ class _TreeCopier:
                 os.mkdir(dest, 0o700)
                 cfd = os.open(entry.name, _DIR_FLAGS, dir_fd=sfd)
                 try:
-                    self.copy_dir(cfd, dest)
+                    self.copy_dir(cfd, dest, os.path.join(rel, entry.name))
                 finally:
                     os.close(cfd)
                 _copy_meta(dest, st)
@@ -448,7 +455,7 @@ class _TreeCopier:
                     os.link(self.copies[key], dest, follow_symlinks=False)
                     continue
                 if stat.S_ISREG(mode):
-                    _copy_file(sfd, entry.name, dest)
+                    self._copy_file(sfd, entry.name, dest, os.path.join(rel, entry.name))
                 else:
                     os.mkfifo(dest, 0o600)
                 _copy_meta(dest, st)
@@ -457,16 +464,29 @@ class _TreeCopier:
             else:
                 logger.debug("image import: skipping device or socket {}", dest)
 
-
-def _copy_file(sfd: int, name: str, dest: str) -> None:
-    # O_NONBLOCK: should the entry have become a FIFO, opening it must not hang.
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=sfd)
-    with open(fd, "rb") as fsrc:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidParameter(f"cannot import {dest}: changed while being copied")
-        dfd = os.open(dest, _NEW_FILE_FLAGS, 0o600)
-        with open(dfd, "wb") as fdst:
-            shutil.copyfileobj(fsrc, fdst, 1 << 20)
+    def _copy_file(self, sfd: int, name: str, dest: str, rel: str) -> None:
+        # O_NONBLOCK: should the entry have become a FIFO, opening it must not hang.
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=sfd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidParameter(f"cannot import {dest}: changed while being copied")
+            regions = sparse.data_regions(fd, st.st_size)
+            size = sparse.data_size(regions)
+            if self.data + size > self.max_bytes:
+                raise InvalidParameter(
+                    f"cannot import {self.src}: {rel} ({size} bytes of data, "
+                    f"{st.st_size} with holes) takes the image past its limit of "
+                    f"{self.max_bytes} bytes of file data; refusing it")
+            self.data += size
+            dfd = os.open(dest, _NEW_FILE_FLAGS, 0o600)
+            try:
+                sparse.copy_regions(fd, dfd, regions, st.st_size)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(fd)
 
 
 def _copy_meta(path: str, st: os.stat_result) -> None:

@@ -11,8 +11,10 @@
   ``linkat`` between directory descriptors without following a symlink source;
 - character and block devices are skipped (as a rootless unpacker would), FIFOs are created;
 - setuid and setgid bits are stripped; other modes, owners and mtimes are kept;
-- a decompression bomb is bounded by ``max_bytes`` (file data written) and ``max_members``,
-  plus a cap on the decompressed stream and on each header record read into memory.
+- a decompression bomb is bounded by ``max_bytes`` (file data, holes not counted) and
+  ``max_members``, plus a cap on the decompressed stream and on each header record read;
+- holes are kept: a GNU sparse member's holes are never read, and blocks of zeros in any
+  member are left unwritten (``engine.sparse``), so a sparse file does not fill the disk.
 
 Compression (gzip, bzip2, xz or none) is detected from the first bytes, so non-seekable
 streams work too.
@@ -35,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from . import sparse
 from .errors import InvalidParameter, SystemFailure
 from .log import logger
 
@@ -262,12 +265,6 @@ def _mode(m: tarfile.TarInfo) -> int:
     return m.mode & 0o7777 & ~_STRIPPED_BITS
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class _Unpacker:
     def __init__(self, target: Path, max_bytes: int, max_members: int) -> None:
         self.target = target
@@ -416,23 +413,33 @@ class _Unpacker:
         self.dirs[parts] = (_mode(m), m.mtime)
 
     def _file(self, tf: tarfile.TarFile, parent: int, leaf: str, m: tarfile.TarInfo) -> None:
-        if self.written + m.size > self.max_bytes:
+        # A GNU sparse member stores only its data regions; holes cost nothing to read or keep.
+        regions = [(off, off + n) for off, n in m.sparse or () if n] if m.sparse else [
+            (0, m.size)]
+        size = sparse.data_size(regions)
+        if self.written + size > self.max_bytes:
             raise InvalidParameter(
-                f"archive member {m.name!r}: archive expands beyond {self.max_bytes} bytes; "
-                "refusing it"
+                f"archive member {m.name!r} ({size} bytes of data, {m.size} with holes): "
+                f"archive expands beyond {self.max_bytes} bytes of file data; refusing it"
             )
         self._remove(parent, leaf)
         fd = os.open(leaf, _FILE_FLAGS, 0o600, dir_fd=parent)
         try:
             data = tf.extractfile(m)
-            remaining = m.size
-            while remaining and data is not None:
-                chunk = data.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise InvalidParameter(f"archive member {m.name!r}: data is truncated")
-                _write_all(fd, chunk)
-                remaining -= len(chunk)
-                self.written += len(chunk)
+            # The raw member reader: its seek only moves its position within the member, which
+            # works on a stream (the buffered wrapper's seek asks for a seekable file).
+            raw = getattr(data, "raw", data)
+            for start, end in regions if data is not None else ():
+                raw.seek(start)
+                pos = start
+                while pos < end:
+                    chunk = raw.read(min(_CHUNK, end - pos))
+                    if not chunk:
+                        raise InvalidParameter(f"archive member {m.name!r}: data is truncated")
+                    sparse.write_at(fd, chunk, pos)
+                    pos += len(chunk)
+                    self.written += len(chunk)
+            os.ftruncate(fd, m.size)
             self._own(fd, m)
             # After chown, which would clear setuid anyway; we strip it in any case.
             os.fchmod(fd, _mode(m))

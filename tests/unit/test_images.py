@@ -202,7 +202,7 @@ def test_failure_during_copy_leaves_nothing(
     def boom(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(images, "_copy_file", boom)
+    monkeypatch.setattr(images.sparse, "copy_regions", boom)
     with pytest.raises(SystemFailure, match="No space left"):
         store.import_dir(tree, "x")
     assert list(store.dir.iterdir()) == []
@@ -328,3 +328,39 @@ def test_to_dict(store: ImageStore, tree: Path) -> None:
     assert d["RootFS"] == {"Type": "dir", "Path": str(img.rootfs)}
     assert json.loads(json.dumps(d)) == d
     assert isinstance(img, Image) and img.short_id == img.id[:12]
+
+
+# -- size limit and holes -------------------------------------------------------------------
+
+
+def test_import_dir_keeps_holes(store: ImageStore, tmp_path: Path) -> None:
+    # a 2 MB folder holding a 10 GB sparse file once filled the disk
+    src = tmp_path / "sparse"
+    src.mkdir()
+    (src / "data").write_bytes(os.urandom(2 << 20))
+    with open(src / "big", "wb") as f:
+        f.truncate(10 << 30)
+        f.seek(7 << 30)
+        f.write(b"seven")
+    image = store.import_dir(src, "sparse", max_bytes=4 << 20)
+    big = image.rootfs / "big"
+    assert big.stat().st_size == 10 << 30
+    assert big.stat().st_blocks * 512 < 1 << 20
+    with open(big, "rb") as f:
+        f.seek(7 << 30)
+        assert f.read(5) == b"seven"
+    assert (image.rootfs / "data").read_bytes() == (src / "data").read_bytes()
+
+
+def test_import_dir_over_the_limit_refused_naming_the_file(store: ImageStore,
+                                                           tmp_path: Path) -> None:
+    src = tmp_path / "fat"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "blob").write_bytes(os.urandom(3 << 20))
+    with pytest.raises(InvalidParameter) as err:
+        store.import_dir(src, "fat", max_bytes=2 << 20)
+    text = str(err.value)
+    assert f"sub/blob ({3 << 20} bytes of data, {3 << 20} with holes)" in text
+    assert f"limit of {2 << 20} bytes" in text
+    assert store.list() == []
+    assert [p.name for p in store.dir.iterdir() if p.name.startswith(".tmp-")] == []

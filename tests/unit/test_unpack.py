@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -410,4 +411,63 @@ def test_truncated_member_data(target: Path) -> None:
 def test_missing_source(target: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidParameter, match="cannot read archive"):
         unpack_tar(tmp_path / "nope.tar", target)
+    assert not target.exists()
+
+
+# -- holes ----------------------------------------------------------------------------------
+
+GiB = 1 << 30
+
+
+def _sparse_file(path: Path, size: int, data_at: int, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.seek(data_at)
+        f.write(data)
+
+
+def _allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_gnu_sparse_member_keeps_its_holes(target: Path, tmp_path: Path, fmt: str) -> None:
+    # GNU tar's own sparse formats (old GNU 'S' members and pax GNU.sparse 1.0); tarfile
+    # cannot write them, so the archive is made by tar, as an image exporter would make it
+    src = tmp_path / "src"
+    src.mkdir()
+    _sparse_file(src / "big", 10 * GiB, 5 * GiB, b"middle")
+    archive = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", str(archive), "-C", str(src),
+                    "big"], check=True)
+    assert archive.stat().st_size < MiB
+    written = unpack_tar(archive, target, max_bytes=MiB)  # 10 GiB long, a few bytes of data
+    assert written < MiB
+    big = target / "big"
+    assert big.stat().st_size == 10 * GiB
+    assert _allocated(big) < MiB
+    with open(big, "rb") as f:
+        f.seek(5 * GiB)
+        assert f.read(6) == b"middle"
+        f.seek(5 * GiB - 4096)
+        assert f.read(4096) == bytes(4096)
+
+
+def test_zeros_in_a_plain_member_become_holes(target: Path) -> None:
+    data = bytes(8 * MiB) + b"end"
+    unpack_tar(io.BytesIO(_tar(_file("f", data))), target)
+    assert (target / "f").read_bytes() == data
+    assert _allocated(target / "f") < MiB
+
+
+def test_sparse_data_past_the_limit_names_member_and_sizes(target: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _sparse_file(src / "big", GiB, 0, os.urandom(2 * MiB))
+    archive = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", "-cf", str(archive), "-C", str(src), "big"], check=True)
+    with pytest.raises(InvalidParameter) as err:
+        unpack_tar(archive, target, max_bytes=MiB)
+    assert f"'big' ({2 * MiB} bytes of data, {GiB} with holes)" in str(err.value)
+    assert f"beyond {MiB} bytes" in str(err.value)
     assert not target.exists()
