@@ -54,7 +54,7 @@ SERVICE_KEYS = frozenset({
     "hostname", "container_name", "volumes", "ports", "networks", "network_mode", "ipc",
     "links", "depends_on", "restart", "healthcheck", "stop_signal", "stop_grace_period",
     "mem_limit", "cpus", "cpu_shares", "pids_limit", "shm_size", "labels", "tmpfs", "tty",
-    "stdin_open", "read_only", "dns", "expose"})
+    "stdin_open", "read_only", "dns", "expose", "security_opt"})
 TOP_LEVEL_KEYS = frozenset({"name", "services", "networks", "volumes", "version"})
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 DEFAULT_NETWORK = "default"
@@ -556,6 +556,18 @@ class _Normalizer:
         for i, item in enumerate(items):
             with self.report.catch(path if isinstance(value, str) else (*path, i)):
                 getattr(svc, key).append(parse(item))
+
+    def _s_security_opt(self, svc: Service, value: list[Any], path: KeyPath) -> None:
+        from . import seccomp
+
+        for i, item in enumerate(value):
+            with self.report.catch((*path, i)):
+                key, _sep, arg = str(item).partition("=")
+                if key == "seccomp" and arg not in ("", seccomp.UNCONFINED) and not (
+                        arg.lstrip().startswith("{")):
+                    item = f"seccomp={self._host_path(arg)}"  # relative to the file, as binds
+                seccomp.parse_security_opt([str(item)])  # a bad profile is named at load
+                svc.security_opt.append(str(item))
 
     def _s_links(self, svc: Service, value: list[str], path: KeyPath) -> None:
         for i, item in enumerate(value):

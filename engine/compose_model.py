@@ -80,6 +80,7 @@ class Service:
     read_only: bool = False
     dns: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
 
     @property
     def container_command(self) -> list[str] | None:
@@ -194,6 +195,7 @@ class Project:
             "links": [f"{self.container_name(t)}:{alias}"
                       for t, _, alias in (x.partition(":") for x in s.links)],
             "readonly_rootfs": s.read_only, "tty": s.tty, "interactive": s.stdin_open,
+            "security_opt": list(s.security_opt),
         }
         if s.healthcheck is not None:
             kwargs["healthcheck"] = s.healthcheck.to_engine()

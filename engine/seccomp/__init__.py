@@ -71,7 +71,7 @@ def parse_security_opt(options: list[str] | tuple[str, ...]) -> str | dict[str, 
         if "\0" in opt:
             raise InvalidParameter(f"invalid --security-opt {opt!r}: it contains a NUL byte")
         key, sep, value = opt.partition("=")
-        if not sep and key.startswith("seccomp:"):  # Docker still takes the old ':' spelling
+        if not sep:  # Docker still takes the old ':' spelling
             key, sep, value = opt.partition(":")
         if key == "no-new-privileges" and value in ("", "true"):
             continue

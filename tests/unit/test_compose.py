@@ -529,3 +529,27 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(InvalidParameter, match="invalid duration"):
         parse_duration(text)
+
+
+def test_security_opt_profile_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "p.json").write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    p = load(tmp_path, """\
+        services:
+          a:
+            image: busybox
+            security_opt: ["seccomp=profiles/p.json", "no-new-privileges:true"]
+          b:
+            image: busybox
+            security_opt: [seccomp=unconfined]
+        """)
+    assert p.services["a"].security_opt[0] == f"seccomp={tmp_path / 'profiles' / 'p.json'}"
+    assert p.create_kwargs("b")["security_opt"] == ["seccomp=unconfined"]
+    errors = refuse(tmp_path, """\
+        services:
+          a:
+            image: busybox
+            security_opt:
+              - seccomp=missing.json
+        """)
+    assert len(errors) == 1 and "deploy.yaml:5:" in errors[0] and "missing.json" in errors[0]
