@@ -12,6 +12,8 @@ import re
 import uuid
 from pathlib import Path
 
+from inside import run_in
+
 from engine import Engine
 from engine.spec import DEFAULT_CAPABILITIES, DEFAULT_PIDS_LIMIT, MASKED_PATHS, READONLY_PATHS
 
@@ -41,14 +43,7 @@ KERNEL_CAPABILITY_BITS = {
 def run(engine: Engine, image: str, script: str, **kwargs: object) -> tuple[int, str]:
     """Run ``script`` with ``sh -c`` as the container's first process; its exit code and
     everything it wrote (stdout and stderr, in order)."""
-    cid = engine.create(image, ["sh", "-c", script], network="none",
-                        name=f"hard-{uuid.uuid4().hex[:8]}", **kwargs)  # type: ignore[arg-type]
-    try:
-        engine.start(cid)
-        code = engine.wait(cid, timeout=WAIT)
-        return code, "".join(r.text for r in engine.logs(cid))
-    finally:
-        engine.remove(cid, force=True)
+    return run_in(engine, image, ["sh", "-c", script], prefix="hard", wait=WAIT, **kwargs)
 
 
 def status_fields(text: str) -> dict[str, str]:

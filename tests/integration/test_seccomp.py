@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from inside import run_in
 from schemas import OCI_SCHEMA
 
 from engine import Engine
@@ -114,14 +115,7 @@ def _loader() -> str:
 
 
 def _run(engine: Engine, image: str, cmd: list[str], **kwargs: object) -> tuple[int, str]:
-    cid = engine.create(image, cmd, network="none",
-                        name=f"sec-{uuid.uuid4().hex[:8]}", **kwargs)  # type: ignore[arg-type]
-    try:
-        engine.start(cid)
-        code = engine.wait(cid, timeout=WAIT)
-        return code, "".join(r.text for r in engine.logs(cid))
-    finally:
-        engine.remove(cid, force=True)
+    return run_in(engine, image, cmd, prefix="sec", wait=WAIT, **kwargs)
 
 
 def _probe(engine: Engine, image: str, *security_opt: str) -> dict[str, int]:

@@ -154,7 +154,7 @@ def test_default_invariants() -> None:
     assert linux["cgroupsPath"] == "/corral/abc"
     assert "devices" not in linux
     seccomp = linux["seccomp"]
-    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"  # more in test_seccomp.py
+    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"  # more in test_seccomp_profile.py
     # device nodes stay refused: mknod/mknodat are allowed only for a regular file, FIFO, socket
     allowed = {(r["names"][0], a["index"], a["valueTwo"]) for r in seccomp["syscalls"]
                for a in r.get("args", ()) if r["action"] == "SCMP_ACT_ALLOW"
