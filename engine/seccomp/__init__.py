@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = ["DEFAULT", "UNCONFINED", "default_profile", "parse_security_opt", "re
 DEFAULT = "default"
 UNCONFINED = "unconfined"
 _DEFAULT_FILE = Path(__file__).with_name("default.json")
+_MAX_PROFILE = 4 << 20  # Docker's own default profile is 20 KB
 
 ACTIONS = frozenset({
     "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
@@ -89,13 +91,29 @@ def parse_security_opt(options: list[str] | tuple[str, ...]) -> str | dict[str, 
 
 
 def _read(path: str, opt: str) -> str:
+    def bad(why: str) -> InvalidParameter:
+        return InvalidParameter(
+            f"invalid --security-opt {opt!r}: cannot read the profile {path}: {why}")
+
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            return f.read(1 << 22)
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InvalidParameter(
-            f"invalid --security-opt {opt!r}: cannot read the profile {path}: {why}") from exc
+        # O_NONBLOCK: a FIFO named as the profile must not hang the create.
+        fd = os.open(os.path.expanduser(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise bad(exc.strerror or str(exc)) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise bad("not a regular file")
+    with open(fd, "rb") as f:
+        try:
+            data = f.read(_MAX_PROFILE + 1)
+        except OSError as exc:
+            raise bad(exc.strerror or str(exc)) from exc
+    if len(data) > _MAX_PROFILE:
+        raise bad(f"larger than {_MAX_PROFILE} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad("not UTF-8 text") from exc
 
 
 def _parse_json(text: str, opt: str) -> Any:

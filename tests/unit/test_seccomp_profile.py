@@ -4,6 +4,7 @@ resolves its own; user profiles checked at create with errors naming the option 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,18 @@ def test_bad_profile_named_with_option_and_file(tmp_path: Path, content: str | N
         seccomp.parse_security_opt([f"seccomp={path}"])
     assert f"--security-opt 'seccomp={path}'" in str(info.value)
     assert complaint in str(info.value)
+
+
+def test_profile_that_is_no_file_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer
+    for path, why in ((fifo, "not a regular file"), (tmp_path, "not a regular file")):
+        with pytest.raises(InvalidParameter, match=why):
+            seccomp.parse_security_opt([f"seccomp={path}"])
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (5 << 20))
+    with pytest.raises(InvalidParameter, match="larger than"):
+        seccomp.parse_security_opt([f"seccomp={big}"])
 
 
 def test_other_security_opts_refused_by_name() -> None:
