@@ -6,14 +6,15 @@ with empty inheritable and ambient sets, its masked and read-only ``/proc`` path
 ``/sys``, its device cgroup allow-list and a 64 MiB private ``/dev/shm``. Beyond Docker,
 ``no_new_privileges`` is on and a pids limit is set by default.
 
+The seccomp profile is Docker's default, and stricter (no io_uring, no character or block device
+node through ``mknod``): data in ``engine/seccomp/default.json``, resolved for the container's
+capabilities and the machine's architecture by ``engine.seccomp.resolve``. ``SpecOptions.seccomp``
+is ``"default"``, ``"unconfined"`` (no ``linux.seccomp``) or a user's profile.
+
 Deliberate omissions:
 
 * no ``process.rlimits``: the hosts we run on lack CAP_SYS_RESOURCE, and runc fails with "error
   setting rlimit" when a limit is above the current hard one; the container inherits ours;
-* seccomp: Docker's default profile, and stricter (no io_uring, no character or block device
-  node through ``mknod``), shipped as data in ``engine/seccomp/default.json`` and resolved for the
-  container's capabilities and the machine's architecture (``engine.seccomp.resolve``);
-  ``SpecOptions.seccomp`` is ``"default"``, ``"unconfined"`` (no filter) or a user's profile;
 * no cgroup namespace: the hosts are cgroup v1 (hybrid), where Docker does not use one either;
 * no ``linux.devices``: runc creates the standard nodes (null, zero, full, random, urandom, tty,
   console, ptmx) itself.
