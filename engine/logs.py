@@ -1,8 +1,7 @@
 """Reading containers' logs: conmon's k8s-file format, followed as it grows.
 
-Each line conmon writes is ``<RFC3339Nano time> <stdout|stderr> <F|P> <text>``: ``F`` ends a
-line of the container's output, ``P`` is a piece of a longer line whose rest follows in the
-next record of the same stream. This module holds:
+The records are parsed by ``logformat``; a log may span rotated files (``logfiles``), and
+``--tail``/``--since`` start reading near what they show (``logseek``). This module holds:
 
 - ``LogRecord``, ``parse_line``: one record, parsed without ever raising;
 - ``read_logs``: whole lines, filtered by time, optionally the last N, optionally followed;
@@ -20,10 +19,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 
 from .errors import InvalidParameter, SystemFailure
+from .logfiles import identity, log_files
+from .logformat import RawRecord, micros, parse_record, zone
+from .logseek import since_start, tail_start
 
 # A partial record with no continuation yet is shown after this long when following, so
 # that a prompt written without a newline appears instead of waiting for one forever.
@@ -32,11 +35,6 @@ PARTIAL_GRACE = 0.25
 MAX_MERGED_BYTES = 1 << 20
 _CHUNK = 1 << 16
 
-_TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z",
-    re.ASCII,
-)
 # Docker's ``--since`` forms are looser: a date alone, no seconds, no zone (local time).
 _LOOSE_TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
@@ -59,59 +57,6 @@ class LogRecord:
     text: str
 
 
-@dataclass(frozen=True)
-class _Raw:
-    time: datetime
-    stream: str
-    partial: bool
-    text: bytes
-
-
-def _zone(z: str | None, sign: str | None, hh: str | None, mm: str | None) -> timezone | None:
-    if z:
-        return UTC
-    if sign:
-        offset = timedelta(hours=int(hh or 0), minutes=int(mm or 0))
-        return timezone(-offset if sign == "-" else offset)
-    return None
-
-
-def _micros(fraction: str | None) -> int:
-    # datetime stops at microseconds: the nanoseconds are truncated, not rounded, so that a
-    # record never moves past a later one.
-    return int((fraction or "0")[:6].ljust(6, "0"))
-
-
-def _parse_timestamp(value: str) -> datetime | None:
-    m = _TIMESTAMP.match(value)
-    if m is None:
-        return None
-    y, mo, d, h, mi, s, frac, z, sign, hh, mm = m.groups()
-    try:
-        return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), _micros(frac),
-                        tzinfo=_zone(z, sign, hh, mm))
-    except ValueError:
-        return None
-
-
-def _parse_raw(line: bytes) -> _Raw | None:
-    parts = line.split(b" ", 3)
-    if len(parts) < 3:
-        return None
-    stamp, stream, tag = parts[0], parts[1], parts[2]
-    if stream not in (b"stdout", b"stderr") or tag not in (b"F", b"P"):
-        return None
-    try:
-        when = _parse_timestamp(stamp.decode("ascii"))
-    except UnicodeDecodeError:
-        return None
-    if when is None:
-        return None
-    # conmon writes an empty line as "<time> stdout F" or with the separating space
-    text = parts[3] if len(parts) == 4 else b""
-    return _Raw(when, stream.decode(), tag == b"P", text)
-
-
 def _decode(text: bytes) -> str:
     return text.decode("utf-8", errors="replace")
 
@@ -119,7 +64,7 @@ def _decode(text: bytes) -> str:
 def parse_line(line: str) -> LogRecord | None:
     """One k8s-file record, or None when the line is not one (conmon may be mid-write)."""
     try:
-        raw = _parse_raw(line.rstrip("\n").encode("utf-8", errors="surrogateescape"))
+        raw = parse_record(line.rstrip("\n").encode("utf-8", errors="surrogateescape"))
     except Exception:  # a reader of logs never fails on what it reads
         return None
     if raw is None:
@@ -138,7 +83,7 @@ class _Merger:
         # stream -> (time of the first piece, pieces, size, monotonic time it started)
         self._pending: dict[str, tuple[datetime, list[bytes], int, float]] = {}
 
-    def feed(self, raw: _Raw) -> LogRecord | None:
+    def feed(self, raw: RawRecord) -> LogRecord | None:
         pending = self._pending.pop(raw.stream, None)
         if pending is None:
             if not raw.partial:
@@ -156,7 +101,7 @@ class _Merger:
 
     def feed_lines(self, lines: Iterable[bytes]) -> Iterator[LogRecord]:
         for line in lines:
-            raw = _parse_raw(line)
+            raw = parse_record(line)
             if raw is not None:
                 rec = self.feed(raw)
                 if rec is not None:
@@ -244,8 +189,11 @@ class LineTailer:
             rest = self.take_remainder()
             if rest:
                 yield rest
+            replaced = self._identity
             self.close()
             if self.open():
+                assert replaced is not None and self._identity is not None
+                yield from self.between(replaced, self._identity)
                 yield from self._drain()
         elif st.st_size < os.lseek(fd, 0, os.SEEK_CUR):
             os.lseek(fd, 0, os.SEEK_SET)
@@ -257,6 +205,77 @@ class LineTailer:
         rest, self._buf = self._buf, b""
         return rest
 
+    def seek(self, offset: int) -> None:
+        """Read on from ``offset`` of the open file (a line's start)."""
+        assert self._fd is not None
+        os.lseek(self._fd, offset, os.SEEK_SET)
+        self._buf = b""
+
+    def between(self, old: tuple[int, int], new: tuple[int, int]) -> Iterator[bytes]:
+        """The lines of files that came between a replaced file and its replacement (the
+        rotations seen at once): none for a plain file."""
+        return iter(())
+
+
+class _LogTailer(LineTailer):
+    """A container's log: the rotations seen at once are read through, in order."""
+
+    def between(self, old: tuple[int, int], new: tuple[int, int]) -> Iterator[bytes]:
+        files = log_files(self.path)
+        ids = [identity(f) for f in files]
+        if old not in ids:
+            return
+        for f, i in zip(files[ids.index(old) + 1:], ids[ids.index(old) + 1:], strict=True):
+            if i == new:
+                return
+            yield from _file_lines(f, 0)
+
+
+def _file_lines(path: Path, offset: int) -> Iterator[bytes]:
+    """The lines of a file no one writes to any more, from ``offset``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:  # deleted by the keeper since it was listed: not kept
+        return
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        rest = b""
+        while data := os.read(fd, _CHUNK):
+            *lines, rest = (rest + data).split(b"\n")
+            yield from lines
+        if rest:
+            yield rest
+    finally:
+        os.close(fd)
+
+
+def _backlog(tailer: LineTailer, tail: int | None, since: datetime | None,
+             until: datetime | None) -> Iterator[bytes]:
+    """The lines of the rotated files from where reading starts; the tailer (open on the
+    file being written) is moved to where its part starts."""
+    files = log_files(tailer.path)
+    if tail is not None:
+        i, off = tail_start(files, tail, since=since, until=until)
+    elif since is not None:
+        i, off = since_start(files, since)
+    else:
+        i, off = 0, 0
+    if i >= len(files):  # nothing before the end is wanted
+        if not files:
+            return
+        i = len(files) - 1
+        try:
+            off = os.stat(files[i]).st_size
+        except OSError:
+            off = 0
+    for j in range(i, len(files)):
+        begin = off if j == i else 0
+        if identity(files[j]) == tailer.identity:
+            tailer.seek(begin)
+            return
+        yield from _file_lines(files[j], begin)
+    # the file being written came after the listing (a rotation since): read from its start
+
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
@@ -264,9 +283,9 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.astimezone()  # a naive time is local, as Docker reads one
 
 
-def _final(tailer: LineTailer, merger: _Merger) -> Iterator[LogRecord]:
+def _final(lines: Iterable[bytes], tailer: LineTailer, merger: _Merger) -> Iterator[LogRecord]:
     # the end of reading: an unfinished line and unfinished partials are shown as they are
-    yield from merger.feed_lines(tailer.read_lines())
+    yield from merger.feed_lines(lines)
     rest = tailer.take_remainder()
     if rest:
         yield from merger.feed_lines([rest])
@@ -305,7 +324,7 @@ def read_logs(
     def wanted(rec: LogRecord) -> bool:
         return (since is None or rec.time >= since) and (until is None or rec.time <= until)
 
-    tailer = LineTailer(path)
+    tailer = _LogTailer(path)
     merger = _Merger()
     first = True
     try:
@@ -318,8 +337,11 @@ def read_logs(
                     return
                 pause(poll_interval)
                 continue
-            records = filter(wanted, _final(tailer, merger) if last
-                             else merger.feed_lines(tailer.read_lines()))
+            lines: Iterable[bytes] = tailer.read_lines()
+            if first:
+                lines = chain(_backlog(tailer, tail, since, until), lines)
+            records = filter(wanted, _final(lines, tailer, merger) if last
+                             else merger.feed_lines(lines))
             if first:
                 records = _last(records, tail)
                 first = False
@@ -373,7 +395,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     if m is not None:
         try:
             return (datetime.fromtimestamp(int(m.group(1)), UTC)
-                    + timedelta(microseconds=_micros(m.group(2))))
+                    + timedelta(microseconds=micros(m.group(2))))
         except (OverflowError, OSError, ValueError):
             pass
     m = _LOOSE_TIMESTAMP.match(text)
@@ -381,7 +403,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         y, mo, d, h, mi, s, frac, z, sign, hh, mm = m.groups()
         try:
             when = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
-                            _micros(frac), tzinfo=_zone(z, sign, hh, mm))
+                            micros(frac), tzinfo=zone(z, sign, hh, mm))
             return when if when.tzinfo else when.astimezone()
         except (OverflowError, ValueError):
             pass
