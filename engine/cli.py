@@ -272,8 +272,12 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                 "user": args.user, "network": args.network, "ipc": args.ipc, "ip": args.ip,
                 "memory": args.memory, "cpus": args.cpus, "cpu_shares": args.cpu_shares,
                 "pids_limit": args.pids_limit, "restart": args.restart,
-                "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout}
+                "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout,
+                "log_driver": args.log_driver}
     kw.update({k: v for k, v in optional.items() if v is not None})
+    if args.log_opt:
+        from .logopts import parse_cli
+        kw["log_opts"] = parse_cli(args.log_opt)
     return kw
 
 
@@ -305,6 +309,10 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--log-driver", help="k8s-file (json-file is taken as its name)")
+    p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="max-size=SIZE (-1: no cap), max-file=N (the root's default: "
+                   "daemon.json's log-opts, else max-size=10m max-file=3)")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--security-opt", action="append", default=[],
                    metavar="seccomp=unconfined|PROFILE.json")

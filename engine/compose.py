@@ -33,6 +33,7 @@ from typing import Any
 import jsonschema
 
 from . import config as cfg
+from . import logopts
 from .compose_model import (  # the model is part of this module's API
     Healthcheck,
     NetworkDef,
@@ -54,7 +55,7 @@ SERVICE_KEYS = frozenset({
     "hostname", "container_name", "volumes", "ports", "networks", "network_mode", "ipc",
     "links", "depends_on", "restart", "healthcheck", "stop_signal", "stop_grace_period",
     "mem_limit", "cpus", "cpu_shares", "pids_limit", "shm_size", "labels", "tmpfs", "tty",
-    "stdin_open", "read_only", "dns", "expose", "security_opt"})
+    "stdin_open", "read_only", "dns", "expose", "security_opt", "logging"})
 TOP_LEVEL_KEYS = frozenset({"name", "services", "networks", "volumes", "version"})
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 DEFAULT_NETWORK = "default"
@@ -599,6 +600,13 @@ class _Normalizer:
         # As Compose: a link, or sharing another service's namespace, orders the start too.
         svc.depends_on.setdefault(target, "service_started")
         self.dep_sites.setdefault((svc.name, target), path)
+
+    def _s_logging(self, svc: Service, value: dict[str, Any], path: KeyPath) -> None:
+        self._only(path, value, ("driver", "options"))
+        with self.report.catch((*path, "driver")):
+            logopts.check_driver(value.get("driver"))
+        with self.report.catch((*path, "options")):
+            svc.log_opts = logopts.check(value.get("options") or {})
 
     def _s_depends_on(self, svc: Service, value: Any, path: KeyPath) -> None:
         if isinstance(value, list):

@@ -81,6 +81,7 @@ class Service:
     dns: list[str] = field(default_factory=list)
     expose: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)
+    log_opts: dict[str, str] = field(default_factory=dict)  # ``logging.options``, checked
 
     @property
     def container_command(self) -> list[str] | None:
@@ -199,6 +200,8 @@ class Project:
         }
         if s.healthcheck is not None:
             kwargs["healthcheck"] = s.healthcheck.to_engine()
+        if s.log_opts:
+            kwargs["log_opts"] = dict(s.log_opts)
         return kwargs
 
     def _peer(self, mode: str) -> str:

@@ -269,6 +269,8 @@ class ContainerConfig:
     security_opt: list[str] = field(default_factory=list)  # as asked, for inspect
     # "default", "unconfined" or the user's profile, read at create (engine.seccomp)
     seccomp: str | dict[str, Any] = "default"
+    # checked and merged over the root's defaults at create (logopts); {} is no cap
+    log_opts: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

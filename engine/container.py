@@ -128,6 +128,7 @@ class Container:
                 "AutoRemove": c.auto_remove,
                 "ReadonlyRootfs": c.readonly_rootfs,
                 "SecurityOpt": list(c.security_opt) or None,
+                "LogConfig": {"Type": "k8s-file", "Config": dict(c.log_opts)},
             },
             "Mounts": [
                 {"Type": b.type, "Source": b.source, "Destination": b.target,

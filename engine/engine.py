@@ -37,7 +37,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import fsck, health, hostfiles, mounts, netsteps, seccomp
+from . import fsck, health, hostfiles, logopts, mounts, netsteps, seccomp
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -273,8 +273,12 @@ class Engine:
                healthcheck: dict[str, Any] | None = None,
                aliases: list[str] | tuple[str, ...] = (),
                shm_size: str | int | None = None,
-               security_opt: list[str] | tuple[str, ...] = ()) -> str:
-        """Create a container; return its id. Everything is checked before anything is written."""
+               security_opt: list[str] | tuple[str, ...] = (), log_driver: str = "",
+               log_opts: dict[str, str] | None = None) -> str:
+        """Create a container; return its id. Everything is checked before anything is written.
+
+        ``log_opts`` are Docker's ``--log-opt`` (``max-size``, ``max-file``) over the root's
+        defaults (``logopts``); ``log_driver`` may be ``k8s-file`` or ``json-file``."""
         name = cfg.check_name(name) if name is not None else generate_name()
         for what, value in (("command argument", cmd), ("label", labels),
                             ("environment variable", env), ("volume", volumes),
@@ -315,7 +319,8 @@ class Engine:
             readonly_rootfs=readonly_rootfs, healthcheck=cfg.parse_healthcheck(healthcheck),
             aliases=[cfg.check_alias(a) for a in aliases],
             shm_size=cfg.parse_size(shm_size, "shm size"),
-            security_opt=list(security_opt), seccomp=seccomp_choice)
+            security_opt=list(security_opt), seccomp=seccomp_choice,
+            log_opts=logopts.for_create(log_opts, log_driver, self.layout.root))
         if auto_remove and config.restart_policy["Name"] != "no":
             raise InvalidParameter("conflicting options: --restart and --rm")
         self._claim_name(name, cid)

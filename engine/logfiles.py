@@ -10,12 +10,13 @@ without copying a byte and without racing conmon's writes:
 - the keeper keeps ``ctr.log.tmp`` a dangling symlink to the next number. conmon's rotation
   then creates ``ctr.log.8`` through it, and its rename replaces only the symlink
   ``ctr.log``: ``ctr.log.7`` stays whole, under its own name;
-- the keeper then lays the next ``ctr.log.tmp`` and deletes the oldest files beyond
-  ``max-file``. Should conmon rotate twice before the keeper looks (more than twice
-  ``max-size`` written in one tick), the second rotation makes a regular ``ctr.log``, which
-  the keeper gives a number with a hard link; only a third rotation in one tick loses a
-  file. A log therefore never holds more than ``max-file`` files of at most ``max-size``
-  (a record longer than ``max-size`` fills a file alone), however fast it is written.
+- the keeper, woken by the rename (inotify), then lays the next ``ctr.log.tmp`` and deletes
+  the oldest files beyond ``max-file``. Should conmon rotate twice before the keeper looks,
+  the second rotation makes a regular ``ctr.log``, which the keeper gives a number with a
+  hard link; only a third rotation before it looks (more than twice ``max-size`` written
+  while it waits for the CPU) loses a file. A log never holds more than ``max-file`` files
+  of at most ``max-size`` (a record longer than ``max-size`` fills a file alone), however
+  fast it is written.
 
 conmon counts its bytes from zero when it starts, so a restarted container appends to a
 file that may already be full: the keeper asks conmon to reopen (the ``ctl`` FIFO's
@@ -35,7 +36,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-TICK = 0.2
+# The keeper wakes at each rename in the log's folder (inotify: conmon's rotation is one);
+# the tick is for what makes no event (a restarted container's file passing max-size).
+TICK = 1.0
+_IN_MOVED_TO, _IN_CREATE = 0x80, 0x100
 REOPEN_LOGS = b"2 0 0\n"  # conmon's REOPEN_LOGS_EVENT on the control FIFO
 
 
@@ -144,13 +148,28 @@ def _reopen(ctl: Path) -> None:
 def spawn_keeper(path: Path, *, max_files: int, max_size: int, ctl: Path,
                  conmon_pid: int) -> None:
     """Start the keeper of the log at ``path``; it ends soon after conmon ``conmon_pid``."""
-    # the script forks and its first process returns at once, so that the keeper is nobody's
-    # child to reap (the caller may be a long-lived embedder)
-    subprocess.run(
+    # not waited for: the subprocess module reaps it at a later spawn (as health monitors)
+    subprocess.Popen(
         [sys.executable, "-I", "-S", __file__, str(path), str(max_files), str(max_size),
          str(ctl), str(conmon_pid)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True, check=False)
+        start_new_session=True, close_fds=True)
+
+
+def _watch(folder: Path) -> int:
+    """An inotify descriptor woken by renames into ``folder``, or -1 (then ticks alone)."""
+    import ctypes  # here: the reader of logs imports this module too, and needs none of it
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return -1
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd >= 0 and libc.inotify_add_watch(fd, os.fsencode(folder),
+                                          _IN_MOVED_TO | _IN_CREATE) < 0:
+        os.close(fd)
+        return -1
+    return fd
 
 
 def _run(path: Path, max_files: int, max_size: int, ctl: Path, conmon_pid: int) -> None:
@@ -158,24 +177,28 @@ def _run(path: Path, max_files: int, max_size: int, ctl: Path, conmon_pid: int) 
         pidfd = os.pidfd_open(conmon_pid)
     except OSError:
         pidfd = -1
+    watch = _watch(path.parent)
     try:
         while True:
             keep(path, max_files=max_files, max_size=max_size, ctl=ctl)
             if pidfd < 0:
                 return
-            ready, _, _ = select.select([pidfd], [], [], TICK)
-            if ready:  # conmon is gone and has written all: a last pass
+            ready, _, _ = select.select([pidfd] + [watch] * (watch >= 0), [], [], TICK)
+            if pidfd in ready:  # conmon is gone and has written all: a last pass
                 keep(path, max_files=max_files, max_size=max_size)
                 return
+            if watch in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(watch, 4096):
+                        pass
     finally:
-        if pidfd >= 0:
-            os.close(pidfd)
+        for fd in (pidfd, watch):
+            if fd >= 0:
+                os.close(fd)
 
 
 def main(argv: list[str]) -> int:
     path, max_files, max_size, ctl, conmon_pid = argv
-    if os.fork():
-        return 0
     with contextlib.suppress(Exception):  # nobody reads a keeper's errors
         _run(Path(path), int(max_files), int(max_size), Path(ctl), int(conmon_pid))
     return 0

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import logfiles
 from .errors import SystemFailure
 from .runtime import last_runtime_error, process_alive
 
@@ -45,6 +46,8 @@ class MonitorSpec:
     socket_dir: Path
     exit_command: list[str]
     terminal: bool = False
+    log_max_size: int | None = None  # conmon's --log-size-max; None: no cap
+    log_max_files: int = 1  # more than one: a keeper keeps them beside conmon (logfiles)
 
 
 class Monitor:
@@ -63,6 +66,8 @@ class Monitor:
             "--runtime-arg", f"--log={m.runtime_log}", "--runtime-arg", "--log-format=json",
             "--log-level", "error",
         ]
+        if m.log_max_size is not None:
+            args += ["--log-size-max", str(m.log_max_size)]
         if m.terminal:
             args.append("-t")  # conmon holds the pseudo-terminal's master for runc
         if m.exit_command:
@@ -74,6 +79,12 @@ class Monitor:
     def spawn(self, m: MonitorSpec) -> tuple[int, int]:
         """Start conmon and let it create the container; return (conmon pid, container pid)."""
         m.socket_dir.mkdir(parents=True, exist_ok=True)
+        rotates = m.log_max_size is not None and m.log_max_files > 1
+        if rotates:
+            try:
+                logfiles.prepare(m.log)
+            except OSError as exc:
+                raise MonitorFailure(f"cannot prepare the log {m.log}: {exc}") from exc
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         # fail points are set for one engine process, not for the exit commands it leaves
@@ -112,7 +123,16 @@ class Monitor:
                       or "runtime create failed")
             _stop_failed(m)
             raise MonitorFailure(f"runc create: {detail}")
-        return read_pid(m.conmon_pidfile), pid
+        conmon_pid = read_pid(m.conmon_pidfile)
+        if rotates and m.log_max_size is not None:
+            try:
+                logfiles.spawn_keeper(m.log, max_files=m.log_max_files,
+                                      max_size=m.log_max_size, ctl=m.bundle / "ctl",
+                                      conmon_pid=conmon_pid)
+            except OSError as exc:
+                stop_conmon(conmon_pid, m.cid)
+                raise MonitorFailure(f"cannot start the log keeper: {exc}") from exc
+        return conmon_pid, pid
 
     def _read_sync(self, fd: int, m: MonitorSpec) -> dict:
         data = b""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import health, mounts, netsteps
+from . import health, logopts, mounts, netsteps
 from .config import DEFAULT_PATH, parse_link
 from .container import Container
 from .errors import Conflict, InvalidParameter, SystemFailure
@@ -353,11 +353,13 @@ class StartProcess:
             self._foreground(ctx)
             return
         assert ctx.monitor is not None
+        log = logopts.limits(ctx.container.config.log_opts)
         ctx.conmon_pid, ctx.pid = ctx.monitor.spawn(MonitorSpec(
             cid=ctx.cid, bundle=ctx.paths.bundle, log=ctx.paths.log, pidfile=ctx.paths.pidfile,
             conmon_pidfile=ctx.paths.conmon_pid, runtime_log=ctx.paths.runtime_log,
             exit_dir=ctx.layout.exits, socket_dir=ctx.layout.sockets,
-            exit_command=ctx.exit_command, terminal=ctx.container.config.tty))
+            exit_command=ctx.exit_command, terminal=ctx.container.config.tty,
+            log_max_size=log.max_size, log_max_files=log.max_file))
         ctx.runtime.start(ctx.cid, ctx.paths.runtime_log)
         if ctx.container.config.healthcheck:
             ctx.health_pid = health.spawn_monitor(ctx.layout.root, ctx.cid)
