@@ -68,7 +68,8 @@ def check_driver(driver: str | None) -> None:
 
 
 def check(opts: Mapping[str, object]) -> dict[str, str]:
-    """The options as strings, each checked; an unknown one is refused by name."""
+    """The options as strings, each checked (together: ``limits``, once merged); an unknown
+    one is refused by name."""
     if not isinstance(opts, Mapping):
         raise InvalidParameter(f"invalid log options {opts!r}: expected a mapping of "
                                "option to value")
@@ -80,7 +81,7 @@ def check(opts: Mapping[str, object]) -> dict[str, str]:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise InvalidParameter(f"invalid log option {key}={value!r}: expected a string")
         out[key] = str(value).strip()
-    limits(out)
+        parse_size(out[key]) if key == "max-size" else _max_file(out[key])
     return out
 
 
@@ -115,7 +116,9 @@ def root_defaults(root: Path) -> dict[str, str]:
         raise InvalidParameter(f"cannot read {path}: {exc}") from exc
     opts = data.get("log-opts", DEFAULTS) if isinstance(data, dict) else None
     try:
-        return check(opts if opts is not None else {})
+        checked = check(opts if opts is not None else {})
+        limits(checked)
+        return checked
     except InvalidParameter as exc:
         raise InvalidParameter(f"{path}: log-opts: {exc}") from exc
 

@@ -109,6 +109,22 @@ def test_tail_reads_only_the_end(tmp_path: Path) -> None:
     assert [r.text for r in read_logs(path, tail=3)] == ["y" * 200 + "\n"] * 3
 
 
+def test_read_logs_tail_reads_a_bounded_amount(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defect: ``logs --tail 1`` read the whole log (277 s on 2.7 GB)."""
+    path = tmp_path / "ctr.log"
+    with open(path, "w") as f:
+        for i in range(60000):
+            f.write(record(i, f"line {i} " + "z" * 60))
+    read = []
+    real_read, real_pread = os.read, os.pread
+    monkeypatch.setattr(os, "read", lambda fd, n: (b := real_read(fd, n), read.append(len(b)))[0])
+    monkeypatch.setattr(os, "pread",
+                        lambda fd, n, off: (b := real_pread(fd, n, off), read.append(len(b)))[0])
+    assert [r.text for r in read_logs(path, tail=1)] == ["line 59999 " + "z" * 60 + "\n"]
+    assert sum(read) <= 4 * 65536 < path.stat().st_size
+
+
 def test_since_bisects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reads = []
     real = os.pread
