@@ -14,6 +14,7 @@ from waiting import wait_for
 
 from engine import InvalidParameter
 from engine.logfiles import log_files
+from engine.monitor import find_conmon_of
 
 REPO = Path(__file__).resolve().parents[2]
 PAD = "p" * 60
@@ -99,8 +100,7 @@ def test_no_cap_and_defaults(engine, busybox, root_dir: Path) -> None:
     info = engine.inspect(cid)["HostConfig"]["LogConfig"]
     assert info == {"Type": "k8s-file", "Config": {"max-size": "10m", "max-file": "3"}}
     engine.start(cid)
-    conmon = engine.inspect(cid)["State"]["Pid"] and engine._load(cid).state.conmon_pid
-    argv = Path(f"/proc/{conmon}/cmdline").read_bytes().split(b"\0")
+    argv = Path(f"/proc/{find_conmon_of(cid)}/cmdline").read_bytes().split(b"\0")
     assert argv[argv.index(b"--log-size-max") + 1] == str(10 << 20).encode()
     wait_for(lambda: keepers(cid), timeout=10, what="the keeper")
     engine.remove(cid, force=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -183,3 +185,30 @@ def test_keep_numbers_a_regular_file_conmon_made(tmp_path: Path) -> None:
     keep(path, max_files=5, max_size=100)
     assert [p.read_text() for p in log_files(path)] == ["", "second\n", "third\n"]
     assert os.path.samefile(log_files(path)[-1], path)
+
+
+def test_follow_with_tail_starts_at_the_tail_of_rotated_files(tmp_path: Path) -> None:
+    records = [record(i, f"l{i}") for i in range(10)]
+    path = write_rotated(tmp_path, records, [4, 8])
+    stop = threading.Event()
+    got: list[str] = []
+
+    def follow() -> None:
+        for r in read_logs(path, follow=True, tail=3, stop=stop.is_set, poll_interval=0.01):
+            got.append(r.text)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+
+    def wait(n: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    wait(3)
+    with open(path, "a") as f:
+        f.write(record(11, "new"))
+    wait(4)
+    stop.set()
+    thread.join(5)
+    assert got == ["l7\n", "l8\n", "l9\n", "new\n"]
