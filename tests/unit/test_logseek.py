@@ -8,25 +8,16 @@ import random
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from test_logs import T0
+from test_logs import rec as record
 
 from engine import logseek
 from engine.logfiles import keep, log_files, prepare
 from engine.logs import LogRecord, read_logs
-
-T0 = datetime(2026, 11, 28, 20, 31, 2, 123456, tzinfo=UTC)
-
-
-def stamp(seconds: float) -> str:
-    t = T0 + timedelta(seconds=seconds)
-    return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond:06d}789+00:00"
-
-
-def record(seconds: float, text: str, stream: str = "stdout", tag: str = "F") -> str:
-    return f"{stamp(seconds)} {stream} {tag} {text}\n"
 
 
 def key(records: list[LogRecord]) -> list[tuple[datetime, str, str]]:
