@@ -6,7 +6,7 @@ block, until it has the last N whole lines; ``--since`` bisects the file holding
 (conmon writes records in time order). Either way the start is moved back to the first piece
 of any line that a ``P`` record had begun before it, so that reading forward from the start
 joins whole lines, as reading the whole log would. What is read is then bounded by what is
-shown, not by the size of the log (a 1 GB log: one 64 KiB block for ``--tail 1``).
+shown, not by the size of the log (``--tail 1`` of a 1 GB log: two blocks of 64 KiB).
 """
 
 from __future__ import annotations
