@@ -71,8 +71,9 @@ def test_rotation_keeps_max_file_files_and_logs_reads_them_in_order(engine, busy
 
 
 def test_logs_follow_reads_through_rotations(engine, busybox) -> None:
-    cid = engine.create(busybox, numbered_writer(600, every=20, pause="0.02"), network="none",
-                        log_opts={"max-size": "8k", "max-file": "2"})
+    # a file is deleted once four newer ones exist: the follower has ~0.4 s to read it
+    cid = engine.create(busybox, numbered_writer(600, every=20, pause="0.03"), network="none",
+                        log_opts={"max-size": "8k", "max-file": "4"})
     engine.start(cid)
     followed = numbers([r.text for r in engine.logs(cid, follow=True)])
     assert followed == list(range(600)), "a follower sees every line across rotations"
