@@ -203,3 +203,21 @@ def test_follow_with_tail_starts_at_the_tail_of_rotated_files(tmp_path: Path) ->
     stop.set()
     thread.join(5)
     assert got == ["l7\n", "l8\n", "l9\n", "new\n"]
+
+
+def test_keep_asks_conmon_to_rotate_a_file_past_max_size(tmp_path: Path) -> None:
+    """A restarted conmon counts from zero: the keeper asks it (its control FIFO) to rotate."""
+    path, ctl = tmp_path / "ctr.log", tmp_path / "ctl"
+    prepare(path)
+    os.mkfifo(ctl)
+    reader = os.open(ctl, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        path.write_text("x" * 100)
+        keep(path, max_files=3, max_size=100, ctl=ctl)
+        # at max-size, not past it: conmon's own cap comes first (no writer yet: EOF)
+        assert os.read(reader, 100) == b""
+        path.write_text("x" * 101)
+        keep(path, max_files=3, max_size=100, ctl=ctl)
+        assert os.read(reader, 100) == b"2 0 0\n"
+    finally:
+        os.close(reader)
