@@ -140,10 +140,6 @@ def container_status(info: dict[str, Any], now: float) -> str:
             "removing": "Removal In Progress"}.get(state, state.capitalize())
 
 
-def _ellipsis(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 # -- engine access --------------------------------------------------------------------------
 
 
@@ -392,6 +388,8 @@ def _quietly(action: Callable[[], object]) -> None:
 
     try:
         action()
+    except NotFound:
+        pass  # gone already: a failed start of a --rm container removes it itself
     except CorralError as exc:
         logger.warning("{}", exc)
 
@@ -452,24 +450,38 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from . import cli_format
+
+    wanted = cli_format.ContainerFilter(args.filter)
     eng = _engine(args)
-    infos = eng.list(all=args.all)
-    if args.latest:
-        infos = infos[:1]
-    elif args.last is not None:
-        infos = infos[: args.last]
-    if args.quiet:
-        for info in infos:
-            _out(info["Id"] if args.no_trunc else info["Id"][:12])
-        return 0
-    now = time.time()
-    rows = []
-    for info in infos:
-        command = info["Command"] if args.no_trunc else _ellipsis(info["Command"], 20)
-        rows.append([info["Id"] if args.no_trunc else info["Id"][:12], info["Image"],
-                     f'"{command}"', _ago(info["Created"], now), container_status(info, now),
-                     info["Name"]])
-    _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+    # as Docker: -n and -l count stopped containers too, and so does a status filter
+    limit = 1 if args.latest else args.last if args.last is not None and args.last > 0 else 0
+    infos = [i for i in eng.list(all=args.all or bool(limit) or wanted.wants_all) if wanted(i)]
+    if limit:
+        infos = infos[:limit]
+
+    def size_of(info: Any) -> tuple[int, int]:
+        from .images import _tree_size
+
+        try:
+            rw = _tree_size(eng.get(info["Id"]).paths.diff)
+            image = eng.images.get(info["ImageID"]).size
+        except (CorralError, OSError):
+            return 0, 0
+        return rw, rw + image
+
+    for line in cli_format.ps_lines(infos, args.format, quiet=args.quiet,
+                                    trunc=not args.no_trunc, size=args.size, now=time.time(),
+                                    size_of=size_of):
+        _out(line)
+    return 0
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    from .cli_format import port_lines
+
+    for line in port_lines(_engine(args).inspect(args.container), args.private_port):
+        _out(line)
     return 0
 
 
@@ -511,61 +523,51 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except CorralError as exc:
             _error(exc)
             status = 1
+    if getattr(args, "format", None):  # not with ``image inspect``
+        from .cli_format import inspect_lines
+
+        for line in inspect_lines(found, args.format):
+            _out(line)
+        return status
     _out(json.dumps(found, indent=4))
     return status
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    from .errors import ExecFailed
+
     if not args.command:
         raise _Usage("exec needs a container and a command")
-    if args.tty and not sys.stdin.isatty():
-        raise InvalidParameter("the input device is not a TTY")
+    have_tty = sys.stdin.isatty()
+    if args.tty and args.interactive and not have_tty:
+        raise InvalidParameter("the input device is not a TTY")  # Docker refuses only -it
     if not args.interactive:
         # Docker does not pass stdin without -i; the runtime would otherwise inherit ours
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
     eng = _engine(args)
-    result = eng.exec(args.container, args.command, tty=args.tty,
-                      env=_env_items(args.env, args.env_file), workdir=args.workdir,
-                      user=args.user)
+    try:
+        result = eng.exec(args.container, args.command, tty=args.tty,
+                          env=_env_items(args.env, args.env_file), workdir=args.workdir,
+                          user=args.user, relay_tty=args.tty and not have_tty)
+    except ExecFailed as exc:
+        args.error_status = exc.exit_code  # 127 not found, 126 not executable, as Docker
+        raise
     return result.exit_code
 
 
 def _event_filter(items: list[str]) -> Callable[[Any], bool]:
     """Docker's ``--filter key=value``: same keys combine with OR, different keys with AND."""
-    wanted: dict[str, set[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = {"event": "action", "container": "id"}.get(key, key)
-        if not sep or key not in ("type", "action", "id", "name"):
-            raise InvalidParameter(f"invalid filter {item!r}: expected type=, event=, "
-                                   "container= or name= with a value")
-        wanted.setdefault(key, set()).add(value)
+    from .cli_format import event_filter
 
-    def test(ev: Any) -> bool:
-        for key, values in wanted.items():
-            if key == "id":  # a container filter takes a name or an id prefix, as Docker
-                name = ev.attributes.get("name", "")
-                if not any(ev.id.startswith(v) or name == v for v in values):
-                    return False
-            elif key == "name":
-                if ev.attributes.get("name") not in values:
-                    return False
-            elif getattr(ev, key) not in values:
-                return False
-        return True
-
-    return test
+    return event_filter(items)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    import json
-    from datetime import datetime
+    from .cli_format import event_lines_format
 
-    as_json = args.format in ("json", "{{json .}}")
-    if args.format and not as_json:
-        raise InvalidParameter(f"unsupported format {args.format!r}: only json is")
+    line_of = event_lines_format(args.format)
     wanted = _event_filter(args.filter)
     eng = _engine(args)
     now = time.time()
@@ -584,13 +586,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     for ev in events:
         if not wanted(ev):
             continue
-        if as_json:
-            _out(json.dumps(ev.to_dict()))
-        else:
-            stamp = datetime.fromtimestamp(ev.time).astimezone().isoformat(
-                timespec="microseconds")
-            attrs = ", ".join(f"{k}={v}" for k, v in sorted(ev.attributes.items()))
-            _out(f"{stamp} {ev.type} {ev.action} {ev.id}" + (f" ({attrs})" if attrs else ""))
+        _out(line_of(ev))
         sys.stdout.flush()
     return 0
 
@@ -933,8 +929,16 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("-l", "--latest", action="store_true")
-    p.add_argument("-n", "--last", type=int, default=None)
+    p.add_argument("-l", "--latest", action="store_true", help="the last created (any state)")
+    p.add_argument("-n", "--last", type=int, default=None, help="the N last created")
+    p.add_argument("-s", "--size", action="store_true", help="the writable layer's size")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="id, name, label, status, exited, ancestor, network, volume, health")
+    p.add_argument("--format", help="table, or a Go template ({{.ID}}, {{json .}}, ...)")
+
+    p = add("port", cmd_port, "list a container's published ports")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
     p = add("logs", cmd_logs, "print a container's output")
     p.add_argument("-f", "--follow", action="store_true")
@@ -946,6 +950,7 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
 
     p = add("inspect", cmd_inspect, "print containers or images as JSON")
     p.add_argument("--type", choices=("container", "image"), default=None)
+    p.add_argument("-f", "--format", help="a Go template ({{.State.Status}}, {{json .}})")
     p.add_argument("objects", nargs="+", metavar="NAME|ID")
 
     p = add("events", cmd_events, "print events (follows until --until or interrupted)")
@@ -954,8 +959,8 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     p.add_argument("--no-follow", action="store_true", help="print past events and return")
     p.add_argument("--follow", action="store_true", help="the default")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="type, event, container or name")
-    p.add_argument("--format", help="json")
+                   help="container, event, type, label, network, image, volume, name")
+    p.add_argument("--format", help="json, or a Go template ({{.Action}}, {{json .}})")
 
     p = add("exec", cmd_exec, "run a command in a running container", add_help=False)
     p.add_argument("--help", action="help", help="show this help message and exit")

@@ -14,6 +14,8 @@ from typing import Any
 from .errors import InvalidParameter
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# a link's alias is a host name in the container, not a container name: one letter will do
+LINK_ALIAS_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 NAME_MAX = 128
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")
@@ -118,7 +120,8 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
 def parse_link(spec: str) -> tuple[str, str]:
     """``name[:alias]``, as ``docker run --link``."""
     name, _, alias = spec.partition(":")
-    if not name or not NAME_RE.match(name.lstrip("/")) or (alias and not NAME_RE.match(alias)):
+    if not name or not NAME_RE.match(name.lstrip("/")) or (
+            alias and not LINK_ALIAS_RE.match(alias)):
         raise InvalidParameter(f"invalid link specification: {spec!r}")
     return name.lstrip("/"), alias or name.lstrip("/")
 

@@ -41,6 +41,8 @@ class ContainerState:
     restart_delay: float = 0.0
     health: dict[str, Any] = field(default_factory=dict)
     health_pid: int = 0
+    # the ports published by the last start, with the host port chosen for ``-p 0:80``
+    ports: list[dict[str, Any]] = field(default_factory=list)
     # an undo failed: something of the last run may be left; the next reconcile (or start)
     # finishes the cleanup
     cleanup_pending: bool = False
@@ -144,7 +146,7 @@ class Container:
                 "Networks": {s.network: {"IPAddress": s.ip}} if s.network else {},
                 "Ports": {f"{p['container_port']}/{p['proto']}": [
                     {"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
-                    for p in c.ports},
+                    for p in (s.ports or c.ports)},
             },
             "StartSteps": list(s.steps),
             "History": list(s.history),

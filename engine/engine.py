@@ -230,9 +230,23 @@ class Engine:
                 logger.exception("hook for {} failed", state)
 
     def _emit(self, action: str, c: Container, **attrs: str) -> None:
-        attributes = {"name": c.name, "image": c.config.image_name, **attrs}
-        event = Event(time=time.time(), type="container", action=action, id=c.id,
-                      attributes=attributes)
+        # as Docker: the container's labels are attributes too (``events --filter label=``)
+        attributes = {**c.config.labels, "name": c.name, "image": c.config.image_name, **attrs}
+        self._publish(Event(time=time.time(), type="container", action=action, id=c.id,
+                            attributes=attributes))
+
+    def _emit_network(self, action: str, c: Container, network: str) -> None:
+        """Docker's ``network connect``/``disconnect`` of ``c`` to a bridge network."""
+        if not network:
+            return
+        try:
+            net_id = self.networks.get(network).id
+        except CorralError:
+            return
+        self._publish(Event(time=time.time(), type="network", action=action, id=net_id,
+                            attributes={"container": c.id, "name": network, "type": "bridge"}))
+
+    def _publish(self, event: Event) -> None:
         try:
             self.journal.append(event)
         except OSError as exc:
@@ -370,7 +384,7 @@ class Engine:
         seen: set[tuple[str, int, str]] = set()
         for p in ports:
             key = (p["host_ip"] or "0.0.0.0", p["host_port"], p["proto"])
-            if key in seen:
+            if key in seen and p["host_port"]:  # 0: each gets a free port of its own
                 raise InvalidParameter(f"duplicate published port: {key[0]}:{key[1]}/{key[2]}")
             seen.add(key)
         return ports
@@ -748,12 +762,14 @@ class Engine:
 
     def _terminate_locked(self, c: Container, sig: int, grace: float) -> None:
         pid = c.state.pid
+        self._emit("kill", c, signal=str(int(sig)))
         if not self.runtime.signal_process(c.id, pid, sig):
             self.runtime.kill(c.id, sig)
         if c.state.status == PAUSED:
             with contextlib.suppress(SystemFailure):
                 self.runtime.resume(c.id)  # a frozen process cannot act on its signal
         if sig != _signal.SIGKILL and not _wait_pid(pid, grace):
+            self._emit("kill", c, signal=str(int(_signal.SIGKILL)))
             self.runtime.kill(c.id, _signal.SIGKILL, all_processes=True)
         _wait_pid(pid, 30)
         self._exit_locked(c, self._wait_exit_code(c))
@@ -777,10 +793,11 @@ class Engine:
             self._reconcile_locked(c)
             if c.state.status not in (RUNNING, PAUSED):
                 raise Conflict(f"Container {c.id} is not running")
-            self._emit("kill", c, signal=str(sig))
             if sig == _signal.SIGKILL:
-                self._terminate_locked(c, sig, 0)
-            elif not self.runtime.signal_process(c.id, c.state.pid, sig):
+                self._terminate_locked(c, sig, 0)  # which tells the kill event
+                return
+            self._emit("kill", c, signal=str(sig))
+            if not self.runtime.signal_process(c.id, c.state.pid, sig):
                 self.runtime.kill(c.id, sig)
 
     def pause(self, ref: str) -> None:
@@ -886,7 +903,12 @@ class Engine:
                         "Command": " ".join(c.config.cmd), "Created": c.config.created,
                         "State": c.state.status, "ExitCode": c.state.exit_code,
                         "Health": c.state.health.get("Status", ""),
-                        "StartedAt": c.state.started_at, "FinishedAt": c.state.finished_at})
+                        "StartedAt": c.state.started_at, "FinishedAt": c.state.finished_at,
+                        # for ps's other columns and filters (engine.cli_format)
+                        "ImageID": c.config.image, "Labels": dict(c.config.labels),
+                        "Ports": list(c.state.ports), "Expose": list(c.config.expose),
+                        "Network": c.state.network or c.config.network_mode,
+                        "Mounts": [b.source for b in c.config.binds]})
         out.sort(key=lambda d: d["Created"], reverse=True)
         return out
 
@@ -946,13 +968,20 @@ class Engine:
     def exec(self, ref: str, argv: list[str], *, tty: bool = False,
              env: list[str] | tuple[str, ...] = (), workdir: str | None = None,
              user: str | None = None, capture: bool = False,
-             timeout: float | None = None) -> ExecResult:
+             timeout: float | None = None, relay_tty: bool = False) -> ExecResult:
         """Run ``argv`` in a running container through the runtime; the session is tracked
         with the container and ended by its cleanup. Past ``timeout`` seconds the command is
-        killed and the exit code is 124 (as ``timeout(1)``)."""
+        killed and the exit code is 124 (as ``timeout(1)``). A command that cannot be run
+        raises ``ExecFailed`` (127 not found, 126 not executable). ``relay_tty``: with
+        ``tty``, the runtime gets a terminal of its own, copied to our stdout (we have none).
+        """
+        from . import execpath
+
         if not argv:
             raise InvalidParameter("no command specified for exec")
         env_list = cfg.parse_env(list(env))
+        if tty and not any(e.startswith("TERM=") for e in env_list):
+            env_list.append("TERM=xterm")  # as Docker's daemon gives an exec with a TTY
         exec_id = cfg.new_id()
         with self._locked(ref) as c:
             self._reconcile_locked(c)
@@ -960,21 +989,37 @@ class Engine:
                 raise Conflict(f"Container {c.id} is not running" if c.state.status != PAUSED
                                else f"Container {c.id} is paused, unpause the container "
                                "before exec")
+            execpath.check_command(c.paths.rootfs, argv[0],
+                                   execpath.path_variable(c.config.env, env_list),
+                                   workdir or c.config.working_dir or "/")
             pid_file = c.paths.dir / f"exec-{exec_id[:12]}.pid"
             args = self.runtime.exec_args(c.id, argv, tty=tty, env=env_list, cwd=workdir,
                                           user=runtime_user(c.paths.rootfs, user),
                                           pid_file=pid_file)
+            command = " ".join(argv)
+            self._emit(f"exec_create: {command}", c, execID=exec_id)
+            master = None
             try:
-                proc = subprocess.Popen(args, stdout=subprocess.PIPE if capture else None,
-                                        stderr=subprocess.STDOUT if capture else None,
-                                        stdin=subprocess.DEVNULL if capture else None)
+                if tty and relay_tty and not capture:
+                    from .ptyrelay import spawn
+
+                    proc, master = spawn(args)
+                else:
+                    proc = subprocess.Popen(args, stdout=subprocess.PIPE if capture else None,
+                                            stderr=subprocess.STDOUT if capture else None,
+                                            stdin=subprocess.DEVNULL if capture else None)
             except OSError as exc:
                 raise SystemFailure(f"exec: {exc}") from exc
+            self._emit(f"exec_start: {command}", c, execID=exec_id)
             c.state.exec_sessions.append({"id": exec_id, "pid": proc.pid, "cmd": argv,
                                           "pid_file": str(pid_file)})
             self._save(c)
             cid = c.id
         try:
+            if master is not None:
+                from .ptyrelay import copy_out
+
+                copy_out(proc, master)
             output = proc.communicate(timeout=timeout)[0] if capture else b""
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -987,6 +1032,7 @@ class Engine:
         with contextlib.suppress(NotFound), self._locked(cid) as c:
             c.state.exec_sessions = [e for e in c.state.exec_sessions if e["id"] != exec_id]
             self._save(c)
+            self._emit("exec_die", c, execID=exec_id, exitCode=str(code))
         return ExecResult(code, output or b"")
 
     def record_health(self, ref: str, *, exit_code: int, output: str, start: str, end: str,
@@ -1123,6 +1169,8 @@ class _Transitions:
         c.state.exit_code = 0  # as Docker: a running container has no exit code yet
         c.state.pid, c.state.conmon_pid = ctx.pid, ctx.conmon_pid
         c.state.ip, c.state.network = ctx.ip, ctx.net.name if ctx.net else ""
+        c.state.ports = [{k: p[k] for k in ("container_port", "proto", "host_ip", "host_port")}
+                         for p in ctx.published]
         c.state.health = health.initial() if c.config.healthcheck else {}
         c.state.health_pid = ctx.health_pid
         c.state.started_at = now_rfc3339()
@@ -1133,6 +1181,7 @@ class _Transitions:
         e, c = self.engine, self.c
         e._save(c, event.model)
         e._sync_network_hosts(c.state.network)
+        e._emit_network("connect", c, c.state.network)
         e._emit("start", c)
         if e._watcher is not None and c.state.conmon_pid:
             e._watcher.add(c)
@@ -1147,6 +1196,7 @@ class _Transitions:
         c.state.error_step = failure.step
         c.state.pid = c.state.conmon_pid = 0
         c.state.ip = c.state.network = ""
+        c.state.ports = []
         c.state.finished_at = now_rfc3339()
         for step, exc in failure.undo_errors:
             logger.error("container {}: undo of step {} failed: {}", c.name, step, exc)
@@ -1165,6 +1215,7 @@ class _Transitions:
         errors = e._cleanup(c, self.ctx)
         left = c.state.network
         c.state.ip = c.state.network = ""
+        c.state.ports = []
         c.state.exit_code = int(event.kwargs.get("exit_code", LOST_EXIT_CODE))
         c.state.error = "; ".join([event.kwargs.get("error") or "",
                                    *([f"{CLEANUP_INCOMPLETE}: {'; '.join(errors)}"]
@@ -1190,6 +1241,7 @@ class _Transitions:
             raise
         e._sync_network_hosts(left)
         e._emit("die", c, exitCode=str(c.state.exit_code))
+        e._emit_network("disconnect", c, left)
         e._enter(c, DEAD)
         if c.config.auto_remove:
             self._auto_remove(event.model)

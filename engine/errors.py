@@ -6,7 +6,8 @@
     ├── InvalidParameter    the request itself is malformed (bad name, bad -e, bad -v, ...)
     ├── NotModified         nothing to do (start of a running container)
     └── SystemFailure       the host, the kernel or a runtime failed
-        └── StartFailed     a start step failed; names the step
+        ├── StartFailed     a start step failed; names the step
+        └── ExecFailed      an exec's command cannot be run (not found, not executable)
 
 Lower-layer errors (OSError, CalledProcessError, ...) are mapped once, with ``raise ... from``.
 """
@@ -45,3 +46,12 @@ class StartFailed(SystemFailure):
         super().__init__(f"{step}: {message}")
         self.step = step
         self.message = message
+
+
+class ExecFailed(SystemFailure):
+    """The runtime could not run an exec's command; ``exit_code`` is Docker's for it (127 not
+    found, 126 found but not executable)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

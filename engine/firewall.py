@@ -137,7 +137,9 @@ def parse_publish(spec: str) -> PortMapping:
         raise InvalidParameter(
             f'invalid port specification: "{spec}": port ranges are not supported')
     container_port = _port(container_text, spec, "container port")
-    host_port = _port(host_port_text, spec, "host port") if host_port_text else 0
+    # no host port, or 0 (Docker's spelling too): a free one
+    host_port = (_port(host_port_text, spec, "host port")
+                 if host_port_text and host_port_text != "0" else 0)
     return PortMapping(container_port=container_port, proto=proto, host_ip=host_ip,
                        host_port=host_port)
 

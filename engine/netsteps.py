@@ -164,7 +164,7 @@ class Ports:
         enable_forwarding(net.bridge)
         ports = ctx.container.config.ports
         if ports:  # all or none, in one transaction
-            fw.add_ports(ctx.cid, ctx.ip, [PortMapping(**p) for p in ports])
+            ctx.published = fw.add_ports(ctx.cid, ctx.ip, [PortMapping(**p) for p in ports])
 
     def undo(self, ctx: StartContext) -> None:
         if ctx.container.config.ports:

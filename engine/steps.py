@@ -72,6 +72,7 @@ class StartContext:
     conmon_pid: int = 0
     foreground: subprocess.Popen | None = None
     health_pid: int = 0
+    published: list[dict] = field(default_factory=list)  # ports as installed (free ones chosen)
     # networking: the store, the firewall (made on first use), and the engine's callbacks
     networks: NetworkStore | None = None
     volumes: VolumeStore | None = None
