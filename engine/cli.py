@@ -341,12 +341,14 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.tty and not args.detach and not sys.stdin.isatty():
-        raise InvalidParameter("the input device is not a TTY")
+    have_tty = sys.stdin.isatty()
+    if args.tty and args.interactive and not args.detach and not have_tty:
+        raise InvalidParameter("the input device is not a TTY")  # Docker refuses only -it
     since = time.time()
     eng = _engine(args)
     cid = eng.create(args.image, args.command or None, **_create_kwargs(args))
-    if (args.interactive or args.tty) and not args.detach:
+    # -t alone without a terminal of ours: conmon holds the container's, we follow its log
+    if (args.interactive or (args.tty and have_tty)) and not args.detach:
         return _run_interactive(eng, cid, args)
     try:
         eng.start(cid)
