@@ -230,7 +230,7 @@ def test_detached_lifecycle(bb: Corral) -> None:
     assert len(cid) == ID_LEN
     table = bb.ok("ps").splitlines()
     assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
-                                "NAMES"]
+                                "PORTS", "NAMES"]
     assert len(table) == 2 and table[1].startswith(cid[:12]) and " Up " in table[1]
     assert table[1].endswith("web") and "busybox" in table[1]
     assert bb.ok("ps", "-q") == f"{cid[:12]}\n"

@@ -11,7 +11,11 @@ import json
 import re
 import time
 
-from test_cli import Corral, bb, corral  # noqa: F401 - the fixtures
+import test_cli
+from test_cli import Corral
+
+corral = test_cli.corral  # the fixtures, shared
+bb = test_cli.bb
 
 ID_LINE = re.compile(r"^[0-9a-f]{64}$")
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d)"
