@@ -525,7 +525,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except CorralError as exc:
             _error(exc)
             status = 1
-    if getattr(args, "format", None):  # not with ``image inspect``
+    if args.format:
         from .cli_format import inspect_lines
 
         for line in inspect_lines(found, args.format):
@@ -990,6 +990,7 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     ip = add("rm", cmd_image_rm, "remove images", sp=isub, aliases=("remove",))
     ip.add_argument("images", nargs="+", metavar="IMAGE")
     ip = add("inspect", cmd_image_inspect, "print images as JSON", sp=isub)
+    ip.add_argument("-f", "--format", help="a Go template ({{.Id}}, {{json .}})")
     ip.add_argument("images", nargs="+", metavar="IMAGE")
     ip = add("busybox", cmd_image_busybox, "build an image from the host's static busybox",
              sp=isub)
