@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 
 import test_cli
 from test_cli import Corral
+from waiting import wait_for
 
 corral = test_cli.corral  # the fixtures, shared
 bb = test_cli.bb
@@ -205,3 +207,23 @@ def test_link_with_a_one_letter_alias(bb: Corral) -> None:
                 "grep -w w /etc/hosts >/dev/null && echo $W_NAME && ping -c1 -W2 w >/dev/null "
                 "&& echo reached")
     assert out.split() == ["/client/w", "reached"], out
+
+
+def test_publish_port_zero_picks_a_free_port_that_answers(bb: Corral) -> None:
+    # before: 'invalid port specification: "0:80": host port must be a number from 1 to 65535'
+    bb.ok("run", "-d", "--name", "srv", "-p", "0:80", "-p", "0:81", "busybox", "sh", "-c",
+          "while true; do echo hello | nc -l -p 80; done")
+    ports = bb.inspect("srv")["NetworkSettings"]["Ports"]
+    chosen = [int(ports[k][0]["HostPort"]) for k in ("80/tcp", "81/tcp")]
+    assert all(chosen) and chosen[0] != chosen[1]
+    assert bb.ok("port", "srv", "80") == f"0.0.0.0:{chosen[0]}\n"
+    assert bb.inspect("srv")["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == "0"
+
+    def answer() -> bytes:
+        try:
+            with socket.create_connection(("127.0.0.1", chosen[0]), timeout=2) as s:
+                return s.recv(100)
+        except OSError:
+            return b""
+
+    wait_for(lambda: answer() == b"hello\n", timeout=10, what="an answer on the chosen port")
