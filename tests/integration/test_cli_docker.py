@@ -83,8 +83,8 @@ def test_tty_without_stdin_terminal_and_term(bb: Corral) -> None:
 def test_ps_ports_format_filters_and_size(bb: Corral) -> None:
     web = bb.ok("run", "-d", "--name", "web", "-p", "0:80", "-l", "tier=front", "busybox",
                 "sleep", "30").strip()
-    bb.ok("run", "-d", "--name", "db", "-l", "tier=back", "-l", "env=prod", "busybox",
-          "sleep", "30")
+    bb.ok("run", "-d", "--name", "db", "-l", "tier=back", "-l", "env=prod", "-v",
+          "dbdata:/data", "busybox", "sleep", "30")
     assert bb("run", "--name", "done", "busybox", "sh", "-c", "exit 3").returncode == 3
     # -p 0:80 published a free port, shown by inspect, port and ps
     host_port = bb.inspect("web")["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
@@ -119,6 +119,9 @@ def test_ps_ports_format_filters_and_size(bb: Corral) -> None:
     assert names("-a", "-f", "exited=3") == ["done"]
     assert names("-f", "ancestor=busybox") == ["db", "web"]
     assert names("-n", "1") == ["done"] and names("-l") == ["done"]   # any state
+    assert names("-f", "volume=dbdata") == ["db"]
+    assert bb.ok("ps", "--format", "{{.Mounts}} {{.LocalVolumes}} {{.Networks}}",
+                 "-f", "name=db") == "dbdata 1 bridge\n"
     r = bb("ps", "--format", "{{.Foo}}")
     assert r.returncode == 1 and "can't evaluate field Foo" in r.stderr
     r = bb("ps", "-f", "colour=red")
