@@ -602,13 +602,15 @@ def test_bad_names_are_invalid() -> None:
     ("[::1]:8080:80", PortMapping(80, "tcp", "::1", 8080)),
     ("[::1]::53/udp", PortMapping(53, "udp", "::1", 0)),
     ("65535:1", PortMapping(1, "tcp", None, 65535)),
+    ("0:80", PortMapping(80, "tcp", None, 0)),  # Docker's spelling of "a free port" too
+    ("127.0.0.1:0:80", PortMapping(80, "tcp", "127.0.0.1", 0)),
 ])
 def test_parse_publish_valid(spec: str, expected: PortMapping) -> None:
     assert parse_publish(spec) == expected
 
 
 @pytest.mark.parametrize("spec", [
-    "", "abc", "0", "65536", "8080:0", "0:80", "8080:", "8080:80/sctp", "8080:80/",
+    "", "abc", "0", "65536", "8080:0", "8080:", "8080:80/sctp", "8080:80/",
     "1.2.3.4.5:8080:80", "localhost:8080:80", "::1:8080:80", "[::1]8080:80", "[::1:8080:80",
     "a:b:c:d", "8000-8010:80", "-1:80", "+80", " 80", "8080:80/udp/tcp",
 ])
