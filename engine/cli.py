@@ -458,7 +458,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
     eng = _engine(args)
     # as Docker: -n and -l count stopped containers too, and so does a status filter
     limit = 1 if args.latest else args.last if args.last is not None and args.last > 0 else 0
-    infos = [i for i in eng.list(all=args.all or bool(limit) or wanted.wants_all) if wanted(i)]
+    show_all = args.all or bool(limit) or wanted.wants_all
+    every = eng.list(all=True)  # the engine reads every container's state either way
+    wanted.bind(every)
+    infos = [i for i in every
+             if (show_all or i["State"] in ("running", "paused")) and wanted(i)]
     if limit:
         infos = infos[:limit]
 
@@ -570,7 +574,13 @@ def cmd_events(args: argparse.Namespace) -> int:
     from .cli_format import event_lines_format
 
     line_of = event_lines_format(args.format)
-    wanted = _event_filter(args.filter)
+    # since= and until= are taken as filters too, as the flags
+    for item in args.filter:
+        key, _, value = item.partition("=")
+        if key in ("since", "until"):
+            setattr(args, key, value)
+    wanted = _event_filter([f for f in args.filter
+                            if f.partition("=")[0] not in ("since", "until")])
     eng = _engine(args)
     now = time.time()
     since = _parse_time(args.since)
@@ -935,7 +945,8 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     p.add_argument("-n", "--last", type=int, default=None, help="the N last created")
     p.add_argument("-s", "--size", action="store_true", help="the writable layer's size")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="id, name, label, status, exited, ancestor, network, volume, health")
+                   help="id, name, label, status, exited, ancestor, network, volume, health, "
+                   "before, since")
     p.add_argument("--format", help="table, or a Go template ({{.ID}}, {{json .}}, ...)")
 
     p = add("port", cmd_port, "list a container's published ports")
@@ -961,7 +972,8 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     p.add_argument("--no-follow", action="store_true", help="print past events and return")
     p.add_argument("--follow", action="store_true", help="the default")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="container, event, type, label, network, image, volume, name")
+                   help="container, event, type, label, network, image, volume, name, "
+                   "since, until")
     p.add_argument("--format", help="json, or a Go template ({{.Action}}, {{json .}})")
 
     p = add("exec", cmd_exec, "run a command in a running container", add_help=False)

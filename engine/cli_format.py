@@ -21,7 +21,7 @@ from typing import Any
 
 from . import gotemplate
 from .cli import container_status, human_duration, human_size
-from .errors import InvalidParameter
+from .errors import InvalidParameter, NotFound
 from .gotemplate import GoStruct, Method, go_quote
 
 TABLE = "table"
@@ -205,8 +205,8 @@ class _Header(GoStruct):
         return Method(lambda *_args: title, name) if name == "Label" else title
 
 
-PS_FILTER_KEYS = ("ancestor", "exited", "health", "id", "label", "name", "network", "status",
-                  "volume")
+PS_FILTER_KEYS = ("ancestor", "before", "exited", "health", "id", "label", "name", "network",
+                  "since", "status", "volume")
 
 
 def _key_values(items: Sequence[str], keys: Sequence[str]) -> dict[str, list[str]]:
@@ -268,9 +268,25 @@ class ContainerFilter:
     def wants_all(self) -> bool:
         return "status" in self.wanted
 
+    def bind(self, infos: Sequence[Mapping[str, Any]]) -> None:
+        """Find the containers ``before``/``since`` name among ``infos`` (all of them)."""
+        self.created: dict[str, list[str]] = {}
+        for key in ("before", "since"):
+            for ref in self.wanted.get(key, []):
+                found = [i for i in infos if i["Name"] == ref.lstrip("/")] or [
+                    i for i in infos if i["Id"].startswith(ref)]
+                if len(found) != 1:
+                    raise NotFound(f"No such container: {ref}")
+                self.created.setdefault(key, []).append(found[0]["Created"])
+
     def __call__(self, info: Mapping[str, Any]) -> bool:
         w = self.wanted
         name = info["Name"]
+        created = getattr(self, "created", {})
+        if any(info["Created"] >= t for t in created.get("before", [])):
+            return False
+        if any(info["Created"] <= t for t in created.get("since", [])):
+            return False
         if "id" in w and not any(_regex("id", v).search(info["Id"]) for v in w["id"]):
             return False
         if "name" in w and not any(_regex("name", v).search(name)

@@ -186,6 +186,8 @@ def test_events_kill_exec_network_filters_and_format(bb: Corral) -> None:
     assert {line.split()[0] for line in events(
         "-f", "label=team=a", "--format", "{{.Actor.Attributes.name}}")} == {"ev"}
     assert len(events("-f", "event=exec_start")) == 1
+    assert bb.ok("events", "--no-follow", "-f", f"since={since}", "-f", "event=exec_die",
+                 "--format", "{{.Actor.Attributes.exitCode}}") == "4\n"
     (line,) = events("-f", "container=ev", "-f", "event=create")
     assert re.fullmatch(rf"{STAMP} container create {cid} \(image=busybox, name=ev, team=a\)",
                         line), line

@@ -17,7 +17,7 @@ from engine.cli_format import (
     ps_lines,
     tabwrite,
 )
-from engine.errors import InvalidParameter
+from engine.errors import InvalidParameter, NotFound
 from engine.events import Event
 
 NOW = time.time()
@@ -93,6 +93,13 @@ def test_ps_filters_combine_as_docker() -> None:
     assert kept("ancestor=redis") == ["aa"] and kept("ancestor=busybox:latest") == ["bb", "cc"]
     assert kept(f"id={a['Id'][:6]}") == ["aa"]
     assert ContainerFilter(["status=running"]).wants_all
+    a["Created"], b["Created"], c["Created"] = "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z", \
+        "2026-01-01T00:00:03Z"
+    f = ContainerFilter(["since=aa", "before=cc"])
+    f.bind(everything)
+    assert [i["Name"] for i in everything if f(i)] == ["bb"]
+    with pytest.raises(NotFound, match="No such container: zz"):
+        ContainerFilter(["since=zz"]).bind(everything)
     for bad, message in (("colour=red", "invalid filter 'colour'"),
                          ("status=sleeping", "invalid filter 'status=sleeping'"),
                          ("exited=x", "invalid filter 'exited=x'"),
