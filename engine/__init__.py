@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .errors import (
         Conflict,
         CorralError,
+        ExecFailed,
         InvalidParameter,
         NotFound,
         NotModified,
@@ -32,13 +33,13 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "Engine": "engine", "ExecResult": "engine", "STEP_NAMES": "steps",
-    **dict.fromkeys(("Conflict", "CorralError", "InvalidParameter", "NotFound", "NotModified",
-                     "StartFailed", "SystemFailure"), "errors"),
+    **dict.fromkeys(("Conflict", "CorralError", "ExecFailed", "InvalidParameter", "NotFound",
+                     "NotModified", "StartFailed", "SystemFailure"), "errors"),
 }
 
 __all__ = [
-    "STEP_NAMES", "Conflict", "CorralError", "Engine", "ExecResult", "InvalidParameter",
-    "NotFound", "NotModified", "StartFailed", "SystemFailure",
+    "STEP_NAMES", "Conflict", "CorralError", "Engine", "ExecFailed", "ExecResult",
+    "InvalidParameter", "NotFound", "NotModified", "StartFailed", "SystemFailure",
 ]
 
 
