@@ -20,7 +20,7 @@ import tty
 def spawn(args: list[str]) -> tuple[subprocess.Popen, int]:
     """Start ``args`` on a new pty as its controlling terminal; the process and the master."""
     master, slave = os.openpty()
-    # raw: the container's terminal has turned \n into \r\n already; ours must not again
+    # nothing echoed or translated before runc sets the modes it wants, as on any terminal
     tty.setraw(slave)
 
     def take_terminal() -> None:  # in the child, after setsid: the slave becomes its ctty
@@ -37,8 +37,29 @@ def spawn(args: list[str]) -> tuple[subprocess.Popen, int]:
     return proc, master
 
 
+class _LineEnds:
+    """runc clears ONLCR on the container's terminal once it holds it, and leaves the \r\n to
+    ours; a command that writes before that (``echo hi``, one time in five) has its newlines
+    made twice, \r\r\n. Made once again here, as Docker's output always is (a lone \r\r\n
+    cut between two reads is joined first)."""
+
+    def __init__(self) -> None:
+        self.held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self.held + data
+        keep = len(data) - len(data.rstrip(b"\r"))
+        data, self.held = (data[:-keep], data[-keep:]) if keep else (data, b"")
+        return data.replace(b"\r\r\n", b"\r\n")
+
+    def end(self) -> bytes:
+        held, self.held = self.held, b""
+        return held
+
+
 def copy_out(proc: subprocess.Popen, master: int, out_fd: int = 1) -> int:
     """Copy the pty's output to ``out_fd`` until the process has ended; its exit status."""
+    ends = _LineEnds()
     try:
         while True:
             ready, _, _ = select.select([master], [], [], 0.1)
@@ -50,7 +71,7 @@ def copy_out(proc: subprocess.Popen, master: int, out_fd: int = 1) -> int:
                         raise
                     data = b""
                 if data:
-                    _write_all(out_fd, data)
+                    _write_all(out_fd, ends.feed(data))
                     continue
                 break
             if proc.poll() is not None:
@@ -58,10 +79,11 @@ def copy_out(proc: subprocess.Popen, master: int, out_fd: int = 1) -> int:
                 os.set_blocking(master, False)
                 try:
                     while data := os.read(master, 65536):
-                        _write_all(out_fd, data)
+                        _write_all(out_fd, ends.feed(data))
                 except OSError:
                     pass
                 break
+        _write_all(out_fd, ends.end())
     finally:
         os.close(master)
     return proc.wait()
