@@ -254,6 +254,16 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
+def _sysctls(values: list[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidParameter(f"invalid sysctl: {item!r}: use NAME=VALUE")
+        out[key] = value
+    return out
+
+
 def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``Engine.create``; unset options keep the engine's defaults."""
     kw: dict[str, Any] = {
@@ -263,9 +273,12 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "aliases": args.network_alias,
         "auto_remove": args.rm, "tty": args.tty, "interactive": args.interactive,
         "readonly_rootfs": args.read_only, "security_opt": args.security_opt,
+        "cap_add": args.cap_add, "cap_drop": args.cap_drop,
+        "sysctls": _sysctls(args.sysctl), "networks": args.network[1:],
     }
     optional = {"name": args.name, "working_dir": args.workdir, "hostname": args.hostname,
-                "user": args.user, "network": args.network, "ipc": args.ipc, "ip": args.ip,
+                "user": args.user, "network": (args.network or [None])[0], "ipc": args.ipc,
+                "ip": args.ip,
                 "memory": args.memory, "cpus": args.cpus, "cpu_shares": args.cpu_shares,
                 "pids_limit": args.pids_limit, "restart": args.restart,
                 "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout,
@@ -287,8 +300,13 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir")
     p.add_argument("-h", "--hostname")
     p.add_argument("-u", "--user")
-    p.add_argument("--network", "--net",
-                   help="bridge (default), host, none, container:NAME or a network's name")
+    p.add_argument("--network", "--net", action="append", default=[],
+                   help="bridge (default), host, none, container:NAME or a network's name; "
+                        "again to join further networks")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    p.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE",
+                   help="a namespaced kernel parameter (net.*, kernel.shm*, kernel.msg*, ...)")
     p.add_argument("--ip", help="a static address on the container's bridge network")
     p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS",
                    help="another name the container has on its user-defined network")

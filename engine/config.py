@@ -274,6 +274,11 @@ class ContainerConfig:
     seccomp: str | dict[str, Any] = "default"
     # checked and merged over the root's defaults at create (logopts); {} is no cap
     log_opts: dict[str, str] = field(default_factory=dict)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    # networks joined beyond the first (``network_mode``): {"name", "ip", "aliases"} each
+    extra_networks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

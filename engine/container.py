@@ -37,6 +37,7 @@ class ContainerState:
     exec_sessions: list[dict[str, Any]] = field(default_factory=list)
     ip: str = ""
     network: str = ""
+    extra_networks: dict[str, str] = field(default_factory=dict)  # name -> address
     restart_pending: bool = False
     restart_delay: float = 0.0
     health: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +132,9 @@ class Container:
                 "ReadonlyRootfs": c.readonly_rootfs,
                 "SecurityOpt": list(c.security_opt) or None,
                 "LogConfig": {"Type": "k8s-file", "Config": dict(c.log_opts)},
+                "CapAdd": list(c.cap_add) or None,
+                "CapDrop": list(c.cap_drop) or None,
+                "Sysctls": dict(c.sysctls) or None,
             },
             "Mounts": [
                 {"Type": b.type, "Source": b.source, "Destination": b.target,
@@ -143,7 +147,11 @@ class Container:
             ],
             "NetworkSettings": {
                 "IPAddress": s.ip,
-                "Networks": {s.network: {"IPAddress": s.ip}} if s.network else {},
+                "Networks": ({s.network: {"IPAddress": s.ip, "Aliases": list(c.aliases)}}
+                             if s.network else {}) | {
+                    n["name"]: {"IPAddress": s.extra_networks[n["name"]],
+                                "Aliases": list(n.get("aliases", []))}
+                    for n in c.extra_networks if n["name"] in s.extra_networks},
                 "Ports": {f"{p['container_port']}/{p['proto']}": [
                     {"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]
                     for p in (s.ports or c.ports)},

@@ -59,8 +59,10 @@ from .networks import DEFAULT_NETWORK, Network, NetworkStore
 from .paths import Layout
 from .restart import next_delay
 from .runtime import Runtime, find_runtime, process_alive
+from .spec import check_capabilities
 from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
 from .store import atomic_write_json, file_lock, read_json
+from .sysctl import check_sysctls
 from .users import runtime_user
 from .volumes import Volume, VolumeStore
 
@@ -288,11 +290,17 @@ class Engine:
                aliases: list[str] | tuple[str, ...] = (),
                shm_size: str | int | None = None,
                security_opt: list[str] | tuple[str, ...] = (), log_driver: str = "",
-               log_opts: dict[str, str] | None = None) -> str:
+               log_opts: dict[str, str] | None = None,
+               cap_add: list[str] | tuple[str, ...] = (),
+               cap_drop: list[str] | tuple[str, ...] = (),
+               sysctls: dict[str, Any] | None = None,
+               networks: list[Any] | tuple[Any, ...] = ()) -> str:
         """Create a container; return its id. Everything is checked before anything is written.
 
         ``log_opts`` are Docker's ``--log-opt`` (``max-size``, ``max-file``) over the root's
-        defaults (``logopts``); ``log_driver`` may be ``k8s-file`` or ``json-file``."""
+        defaults (``logopts``); ``log_driver`` may be ``k8s-file`` or ``json-file``.
+        ``networks`` are bridge networks joined beyond ``network``, each a name or a mapping
+        ``{"name": ..., "ip": ..., "aliases": [...]}``: a veth and an address on each."""
         name = cfg.check_name(name) if name is not None else generate_name()
         for what, value in (("command argument", cmd), ("label", labels),
                             ("environment variable", env), ("volume", volumes),
@@ -314,6 +322,9 @@ class Engine:
         if stop_timeout is not None and stop_timeout < 0:
             raise InvalidParameter(f"invalid stop timeout: {stop_timeout!r}")
         tmpfs_map = dict(cfg.parse_tmpfs(t) for t in tmpfs)
+        check_capabilities(list(cap_add), list(cap_drop))
+        sysctl_map = check_sysctls(sysctls or {}, network, ipc)
+        extra_networks = self._check_extra_networks(network, list(networks))
         for link in links:
             self._resolve(cfg.parse_link(link)[0])  # NotFound names the missing container
         cid = cfg.new_id()
@@ -334,7 +345,9 @@ class Engine:
             aliases=[cfg.check_alias(a) for a in aliases],
             shm_size=cfg.parse_size(shm_size, "shm size"),
             security_opt=list(security_opt), seccomp=seccomp_choice,
-            log_opts=logopts.for_create(log_opts, log_driver, self.layout.root))
+            log_opts=logopts.for_create(log_opts, log_driver, self.layout.root),
+            cap_add=list(cap_add), cap_drop=list(cap_drop), sysctls=sysctl_map,
+            extra_networks=extra_networks)
         if auto_remove and config.restart_policy["Name"] != "no":
             raise InvalidParameter("conflicting options: --restart and --rm")
         self._claim_name(name, cid)
@@ -354,6 +367,37 @@ class Engine:
         c = Container(config, ContainerState(), paths)
         self._emit("create", c)
         return cid
+
+    def _check_extra_networks(self, mode: str, given: list[Any]) -> list[dict[str, Any]]:
+        """The networks joined beyond the first, normalized; each must be a bridge network
+        the container is not on already, its address free and inside its subnet."""
+        out: list[dict[str, Any]] = []
+        if given and not netsteps.is_bridge_mode(mode):
+            raise InvalidParameter(f"network mode {mode!r} cannot be combined with other "
+                                   "networks")
+        seen = {self.networks.get(mode).name} if given else set()
+        for item in given:
+            spec = {"name": item} if isinstance(item, str) else dict(item)
+            unknown = set(spec) - {"name", "ip", "aliases"}
+            if unknown or not isinstance(spec.get("name"), str):
+                raise InvalidParameter(f"invalid network {item!r}: give a name or a mapping "
+                                       "of name, ip, aliases")
+            if not netsteps.is_bridge_mode(spec["name"]):
+                raise InvalidParameter(f"network {spec['name']!r} cannot be joined as a "
+                                       "further network")
+            net = self.networks.get(spec["name"])  # NotFound names it
+            if net.name in seen:
+                raise InvalidParameter(f"network {net.name} is given twice")
+            seen.add(net.name)
+            ip = spec.get("ip") or ""
+            if ip:
+                self.networks.leases(net).check_static(ip)
+            out.append({"name": net.name, "ip": ip,
+                        "aliases": [cfg.check_alias(a) for a in spec.get("aliases") or []]})
+        if len(out) > netsteps.MAX_EXTRA_NETWORKS:
+            raise InvalidParameter(f"a container joins at most {netsteps.MAX_EXTRA_NETWORKS + 1}"
+                                   " networks")
+        return out
 
     def _check_network(self, mode: str, ip: str, publish: Any, dns: Any) -> list[dict]:
         """Check the network options against what exists; return the port mappings."""
@@ -448,7 +492,8 @@ class Engine:
             return f"/proc/{other.state.pid}/ns/net"
 
         ctx.join_network = join
-        ctx.network_peers = lambda: self._peer_hosts(c.config.network_mode, c.id)
+        ctx.network_peers = lambda: self._all_peer_hosts(
+            [c.config.network_mode, *(n["name"] for n in c.config.extra_networks)], c.id)
         return ctx
 
     # -- names on user-defined networks --------------------------------------------------------
@@ -461,10 +506,12 @@ class Engine:
         for cid in self._ids():
             with contextlib.suppress(CorralError):
                 c = self._load(cid)
-                if c.state.network == network and c.state.status in (RUNNING, PAUSED) \
-                        and c.state.ip:
+                if _address_on(c, network) and c.state.status in (RUNNING, PAUSED):
                     out.append(c)
         return out
+
+    def _all_peer_hosts(self, networks: list[str], own: str) -> list[tuple[str, str]]:
+        return [e for net in dict.fromkeys(networks) for e in self._peer_hosts(net, own)]
 
     def _peer_hosts(self, network: str, own: str) -> list[tuple[str, str]]:
         """hosts entries for the other members of ``network``: as Docker's embedded DNS does on
@@ -472,23 +519,29 @@ class Engine:
         entries = []
         for m in self._members(network):
             if m.id != own:
+                aliases = m.config.aliases if m.state.network == network else next(
+                    (n.get("aliases", []) for n in m.config.extra_networks
+                     if n["name"] == network), [])
                 names = dict.fromkeys([m.name, *([m.config.hostname] if m.config.hostname
-                                                 else []), *m.config.aliases, m.id[:12]])
-                entries.append((m.state.ip, " ".join(names)))
+                                                 else []), *aliases, m.id[:12]])
+                entries.append((_address_on(m, network), " ".join(names)))
         return entries
 
-    def _sync_network_hosts(self, network: str) -> None:
-        """Rewrite the hosts file of every member of ``network`` after one joined or left."""
-        for m in self._members(network):
+    def _sync_network_hosts(self, *networks: str) -> None:
+        """Rewrite the hosts file of every member of ``networks`` after one joined or left."""
+        members = {m.id: m for net in networks for m in self._members(net)}
+        for m in members.values():
             ctx = self._context(m)
-            extra = self._peer_hosts(network, m.id)
+            hostname = netsteps.hostname_of(ctx)
+            extra = self._all_peer_hosts([m.state.network, *m.state.extra_networks], m.id)
+            extra += [(ip, hostname) for ip in m.state.extra_networks.values()]
             for link in m.config.links:
                 name, alias = cfg.parse_link(link)
                 with contextlib.suppress(CorralError):
                     other = self.get(name)
                     if other.state.ip:
                         extra.append((other.state.ip, f"{alias} {other.name}"))
-            text = hostfiles.hosts_content(netsteps.hostname_of(ctx), m.state.ip, extra)
+            text = hostfiles.hosts_content(hostname, m.state.ip, extra)
             try:
                 hostfiles.rewrite_in_place(m.paths.hosts, text)
             except OSError as exc:
@@ -1069,7 +1122,9 @@ class Engine:
         users = []
         for cid in self._ids():
             with contextlib.suppress(CorralError):
-                if self._load(cid).config.network_mode == net.name:
+                config = self._load(cid).config
+                if net.name in (config.network_mode,
+                                *(n["name"] for n in config.extra_networks)):
                     users.append(cid)
         return users
 
@@ -1171,6 +1226,7 @@ class _Transitions:
         c.state.ip, c.state.network = ctx.ip, ctx.net.name if ctx.net else ""
         c.state.ports = [{k: p[k] for k in ("container_port", "proto", "host_ip", "host_port")}
                          for p in ctx.published]
+        c.state.extra_networks = dict(ctx.extra_ips)
         c.state.health = health.initial() if c.config.healthcheck else {}
         c.state.health_pid = ctx.health_pid
         c.state.started_at = now_rfc3339()
@@ -1180,8 +1236,9 @@ class _Transitions:
     def on_started(self, event: Any) -> None:
         e, c = self.engine, self.c
         e._save(c, event.model)
-        e._sync_network_hosts(c.state.network)
-        e._emit_network("connect", c, c.state.network)
+        e._sync_network_hosts(c.state.network, *c.state.extra_networks)
+        for net in (c.state.network, *c.state.extra_networks):
+            e._emit_network("connect", c, net)
         e._emit("start", c)
         if e._watcher is not None and c.state.conmon_pid:
             e._watcher.add(c)
@@ -1197,6 +1254,7 @@ class _Transitions:
         c.state.pid = c.state.conmon_pid = 0
         c.state.ip = c.state.network = ""
         c.state.ports = []
+        c.state.extra_networks = {}
         c.state.finished_at = now_rfc3339()
         for step, exc in failure.undo_errors:
             logger.error("container {}: undo of step {} failed: {}", c.name, step, exc)
@@ -1213,9 +1271,10 @@ class _Transitions:
     def on_exit(self, event: Any) -> None:
         e, c = self.engine, self.c
         errors = e._cleanup(c, self.ctx)
-        left = c.state.network
+        left = [c.state.network, *c.state.extra_networks]
         c.state.ip = c.state.network = ""
         c.state.ports = []
+        c.state.extra_networks = {}
         c.state.exit_code = int(event.kwargs.get("exit_code", LOST_EXIT_CODE))
         c.state.error = "; ".join([event.kwargs.get("error") or "",
                                    *([f"{CLEANUP_INCOMPLETE}: {'; '.join(errors)}"]
@@ -1239,9 +1298,10 @@ class _Transitions:
             with contextlib.suppress(OSError):
                 c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
             raise
-        e._sync_network_hosts(left)
+        e._sync_network_hosts(*left)
         e._emit("die", c, exitCode=str(c.state.exit_code))
-        e._emit_network("disconnect", c, left)
+        for net in left:
+            e._emit_network("disconnect", c, net)
         e._enter(c, DEAD)
         if c.config.auto_remove:
             self._auto_remove(event.model)
@@ -1402,3 +1462,10 @@ class _ExitWatcher:
 
 
 __all__ = ["STEP_NAMES", "Engine", "ExecResult"]
+
+
+def _address_on(c: Container, network: str) -> str:
+    """The container's address on ``network`` while it runs there, else ''."""
+    if c.state.network == network:
+        return c.state.ip
+    return c.state.extra_networks.get(network, "")

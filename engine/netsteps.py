@@ -1,11 +1,12 @@
 """The sub-steps of the network step (moby's ``initializeNetworking``), each a (do, undo) pair.
 
-bridge:  lease -> namespace -> veth -> address -> routes -> files -> ports
+bridge:  lease -> namespace -> veth -> address -> routes -> networks -> files -> ports
 host, none, container:<name>:  files (and, for container:<name>, the other's namespace)
 
 Every name is derived from the container's id (namespace ``corral-<id12>``, host-side veth
-``vc<id11>``), and leases and port rules are keyed by the id, so an undo needs nothing but the
-id: it works after a partial do and in a new process after a crash. Fail points are named
+``vc<id11>``, ``vx<id10><nn>`` on a further network), and leases and port rules are keyed by
+the id, so an undo needs nothing but the id (and the stored config): it works after a partial
+do and in a new process after a crash. Fail points are named
 ``network.<sub-step>`` (and ``undo:network.<sub-step>`` for the undo).
 """
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 NETNS_PREFIX = "corral-"
 VETH_PREFIX = "vc"
+EXTRA_VETH_PREFIX = "vx"
+MAX_EXTRA_NETWORKS = 255  # two hex digits in the veth's name
 
 
 def netns_name(cid: str) -> str:
@@ -35,6 +38,10 @@ def netns_name(cid: str) -> str:
 
 def veth_name(cid: str) -> str:
     return VETH_PREFIX + cid[:11]
+
+
+def extra_veth_name(cid: str, index: int) -> str:
+    return f"{EXTRA_VETH_PREFIX}{cid[:10]}{index:02x}"
 
 
 def is_bridge_mode(mode: str) -> bool:
@@ -123,6 +130,42 @@ class Routes:
         return None  # the routes go with the namespace
 
 
+class Networks:
+    """The further networks (``--network`` given again, a service on several networks): on
+    each a lease, a veth (``eth1``, ``eth2``, ... inside) and an address; the default route
+    stays on the first network, as Docker keeps one gateway."""
+
+    name = "networks"
+
+    def do(self, ctx: StartContext) -> None:
+        extras = ctx.container.config.extra_networks
+        if not extras:
+            return  # the one-network start pays nothing here
+        from . import network
+
+        assert ctx.networks is not None
+        for index, spec in enumerate(extras, start=1):
+            net = ctx.networks.get(spec["name"])
+            ip = ctx.networks.leases(net).lease(ctx.cid, spec.get("ip") or None)
+            ctx.extra_ips[net.name] = ip
+            prefix = net.subnet.split("/")[1]
+            network.ensure_bridge(net.bridge, f"{net.gateway}/{prefix}")
+            network.create_veth(extra_veth_name(ctx.cid, index), netns_name(ctx.cid),
+                                net.bridge, container_ifname=f"eth{index}")
+            network.configure_container(netns_name(ctx.cid), ifname=f"eth{index}",
+                                        address_cidr=f"{ip}/{prefix}", gateway=None)
+
+    def undo(self, ctx: StartContext) -> None:
+        extras = ctx.container.config.extra_networks
+        if not extras:
+            return
+        from . import network
+
+        for index in range(1, len(extras) + 1):
+            network.delete_veth(extra_veth_name(ctx.cid, index))
+        ctx.extra_ips = {}  # the leases go with the lease sub-step's undo (every network)
+
+
 class Files:
     """/etc/hosts, /etc/resolv.conf and /etc/hostname, made on the host side (never written
     through whatever the image has at those paths) and bind-mounted by the mounts step."""
@@ -137,7 +180,8 @@ class Files:
         if host:
             hosts = _read("/etc/hosts") or hostfiles.hosts_content(name)
         else:
-            hosts = hostfiles.hosts_content(name, ctx.ip or None, ctx.network_peers())
+            own = [(ip, name) for ip in ctx.extra_ips.values()]
+            hosts = hostfiles.hosts_content(name, ctx.ip or None, ctx.network_peers() + own)
         _write(p.hosts, hosts)
         _write(p.resolv, hostfiles.resolv_content(hostfiles.read_host_resolv(), c.dns,
                                                   keep_loopback=host))
@@ -160,8 +204,13 @@ class Ports:
         from .firewall import PortMapping, enable_forwarding
 
         fw = ctx.firewall()
-        fw.ensure_base([net.subnet], [net.bridge])
-        enable_forwarding(net.bridge)
+        nets = [net]
+        if ctx.extra_ips:
+            assert ctx.networks is not None
+            nets += [ctx.networks.get(name) for name in ctx.extra_ips]
+        fw.ensure_base([n.subnet for n in nets], [n.bridge for n in nets])
+        for n in nets:
+            enable_forwarding(n.bridge)
         ports = ctx.container.config.ports
         if ports:  # all or none, in one transaction
             ctx.published = fw.add_ports(ctx.cid, ctx.ip, [PortMapping(**p) for p in ports])
@@ -171,7 +220,8 @@ class Ports:
             ctx.firewall().remove_ports(ctx.cid)
 
 
-BRIDGE_PLAN = (Lease(), Namespace(), Veth(), Address(), Routes(), Files(), Ports())
+BRIDGE_PLAN = (Lease(), Namespace(), Veth(), Address(), Routes(), Networks(), Files(),
+               Ports())
 OTHER_PLAN = (Files(),)
 SUB_STEP_NAMES = tuple(s.name for s in BRIDGE_PLAN)
 

@@ -298,6 +298,12 @@ def _capabilities(cap_add: list[str], cap_drop: list[str]) -> list[str]:
     return list(dict.fromkeys(caps))  # Docker may repeat a cap added twice; runc does not care
 
 
+def check_capabilities(cap_add: list[str], cap_drop: list[str]) -> None:
+    """Refuse, at create, what ``build_spec`` would refuse at start (unknown names, ones this
+    host cannot hand on)."""
+    _capabilities(cap_add, cap_drop)
+
+
 def _namespace(kind: str, mode: str, option: str) -> dict[str, str] | None:
     if mode == "host":
         return None

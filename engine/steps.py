@@ -83,6 +83,7 @@ class StartContext:
     find_container: Callable[[str], Container] | None = None
     net: Network | None = None
     ip: str = ""
+    extra_ips: dict[str, str] = field(default_factory=dict)  # further networks: name -> ip
 
     @property
     def cid(self) -> str:
@@ -270,7 +271,8 @@ class CommandAndBundle:
             readonly_rootfs=c.readonly_rootfs, network=ctx.network,
             cgroups_path=ctx.cgroups_path, memory=c.memory, cpu_shares=c.cpu_shares,
             cpu_quota=quota, cpu_period=period,
-            annotations={"io.corral.name": c.name}, seccomp=c.seccomp)
+            annotations={"io.corral.name": c.name}, seccomp=c.seccomp,
+            cap_add=list(c.cap_add), cap_drop=list(c.cap_drop), sysctl=dict(c.sysctls))
         if c.pids_limit is not None:
             ctx.spec.pids_limit = c.pids_limit
 

@@ -64,12 +64,15 @@ class LeakProbe:
         import subprocess
 
         found = []
-        veth = "vc" + cid[:11]
-        if Path(f"/sys/class/net/{veth}").exists():
-            found.append(f"veth {veth}")
-        for bridge in Path("/sys/class/net").glob("*/brif"):
-            if (bridge / veth).exists():
-                found.append(f"bridge port {bridge.parent.name}/{veth}")
+        # the first network's veth, and those of further networks (vx<id10><nn>)
+        veths = ["vc" + cid[:11], *(p.name for p in Path("/sys/class/net").glob(
+            f"vx{cid[:10]}??"))]
+        for veth in veths:
+            if Path(f"/sys/class/net/{veth}").exists():
+                found.append(f"veth {veth}")
+            for bridge in Path("/sys/class/net").glob("*/brif"):
+                if (bridge / veth).exists():
+                    found.append(f"bridge port {bridge.parent.name}/{veth}")
         for table in (self.layout.root / "networks").glob("*.leases.json"):
             try:
                 leases = json.loads(table.read_text())
