@@ -55,7 +55,9 @@ def _one_line(message: object) -> str:
 
 
 def _error(message: object) -> None:
-    sys.stderr.write(f"Error: {_one_line(message)}\n")
+    # an error made of several (every problem of a deployment file): one line each
+    for item in getattr(message, "errors", None) or [message]:
+        sys.stderr.write(f"Error: {_one_line(item)}\n")
     sys.stderr.flush()
 
 

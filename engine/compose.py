@@ -38,6 +38,7 @@ from .compose_model import (  # the model is part of this module's API
     Healthcheck,
     NetworkDef,
     Project,
+    SecretMount,
     Service,
     ServiceNetwork,
     VolumeDef,
@@ -48,6 +49,8 @@ from .compose_yaml import load as load_yaml
 from .errors import InvalidParameter
 from .firewall import PortMapping, parse_publish
 from .interpolate import EnvFileError, InterpolationError, interpolate, parse_env_file
+from .spec import check_capabilities
+from .sysctl import check_sysctls
 from .volumes import check_volume_name
 
 SERVICE_KEYS = frozenset({
@@ -55,8 +58,12 @@ SERVICE_KEYS = frozenset({
     "hostname", "container_name", "volumes", "ports", "networks", "network_mode", "ipc",
     "links", "depends_on", "restart", "healthcheck", "stop_signal", "stop_grace_period",
     "mem_limit", "cpus", "cpu_shares", "pids_limit", "shm_size", "labels", "tmpfs", "tty",
-    "stdin_open", "read_only", "dns", "expose", "security_opt", "logging"})
-TOP_LEVEL_KEYS = frozenset({"name", "services", "networks", "volumes", "version"})
+    "stdin_open", "read_only", "dns", "expose", "security_opt", "logging", "secrets",
+    "cap_add", "cap_drop", "sysctls", "platform"})
+TOP_LEVEL_KEYS = frozenset({"name", "services", "networks", "volumes", "secrets", "version"})
+# the platforms corral runs: this host's (images are not emulated)
+PLATFORMS = ("linux/amd64", "linux/x86_64")
+SECRETS_DIR = "/run/secrets"
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 DEFAULT_NETWORK = "default"
 
@@ -105,10 +112,20 @@ def load_project(path: Path, *, project_name: str | None = None,
     for err in _validator().iter_errors(data):
         for key_path, message in _schema_messages(err):
             report.error(key_path, message)
-    project = _Normalizer(report, folder, variables).project(data, path, project_name)
+    project = _Normalizer(report, folder, variables, _home(env)).project(data, path,
+                                                                          project_name)
     if report.problems:
         raise report.failure()
     return project
+
+
+def _home(environ: Mapping[str, str]) -> str:
+    """The home of the user running corral, for ``~`` in paths (as Compose: $HOME first)."""
+    if environ.get("HOME"):
+        return environ["HOME"]
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_dir
 
 
 class _Report:
@@ -369,6 +386,23 @@ def _tmpfs(value: str) -> str:
     return value
 
 
+def _platform(value: str) -> str:
+    if value.strip().lower() not in PLATFORMS:
+        raise InvalidParameter(f"platform {value!r} is not supported: corral runs "
+                               f"{' and '.join(PLATFORMS)} images only")
+    return value
+
+
+def _cap_add(value: str) -> str:
+    check_capabilities([value], [])
+    return value
+
+
+def _cap_drop(value: str) -> str:
+    check_capabilities([], [value])
+    return value
+
+
 def _dns(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -385,18 +419,22 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "shm_size": _memory,  # shares parse_memory's 6 MB floor
     "cpus": cfg.parse_cpus, "cpu_shares": functools.partial(_int, minimum=0),
     "pids_limit": functools.partial(_int, minimum=-1), "tty": _bool, "stdin_open": _bool,
-    "read_only": _bool,
+    "read_only": _bool, "platform": _platform,
     "labels": lambda v: {k: x or "" for k, x in _text_map(v, "label").items()},
 }
 _ITEMS: dict[str, Callable[[Any], str]] = {
-    "tmpfs": _tmpfs, "dns": _dns, "expose": lambda v: cfg.parse_expose(str(v))}
+    "tmpfs": _tmpfs, "dns": _dns, "expose": lambda v: cfg.parse_expose(str(v)),
+    "cap_add": _cap_add, "cap_drop": _cap_drop}
 
 
 class _Normalizer:
-    def __init__(self, report: _Report, folder: Path, variables: Mapping[str, str]) -> None:
+    def __init__(self, report: _Report, folder: Path, variables: Mapping[str, str],
+                 home: str) -> None:
         self.report = report
         self.folder = folder
         self.variables = variables
+        self.home = home
+        self.secrets: dict[str, str] = {}
         self.networks: dict[str, NetworkDef] = {}
         self.volumes: dict[str, VolumeDef] = {}
         self.services: dict[str, Service] = {}
@@ -404,6 +442,7 @@ class _Normalizer:
         self.dep_sites: dict[tuple[str, str], KeyPath] = {}
         self.port_sites: list[tuple[KeyPath, PortMapping]] = []
         self.ip_sites: dict[tuple[str, str], KeyPath] = {}
+        self.sysctl_sites: dict[tuple[str, str], KeyPath] = {}
         self.declared: set[str] = set()  # every service name, broken definitions included
 
     def project(self, data: dict[str, Any], path: Path, project_name: str | None) -> Project:
@@ -427,6 +466,14 @@ class _Normalizer:
                         continue
                     with r.catch((kind, key)):
                         parse(key, raw)
+        if isinstance(data.get("secrets"), dict):
+            for key, raw in data["secrets"].items():
+                if key.startswith("x-"):
+                    continue
+                if not r.broken(("secrets", key)):
+                    with r.catch(("secrets", key)):
+                        self._secret_def(key, raw)
+                self.secrets.setdefault(key, "")  # declared, even when broken
         services = data.get("services")
         if "services" not in data:
             r.error((), "'services' is required: a deployment needs at least one service",
@@ -441,7 +488,7 @@ class _Normalizer:
                     self.services[sname] = self._service(sname, raw)
         self._check_project()
         return Project(name, path.absolute(), self.services, self.networks, self.volumes,
-                       r.warnings, data)
+                       r.warnings, data, secrets=self.secrets)
 
     def _project_name(self, data: dict[str, Any], path: Path, given: str | None) -> str:
         if given is not None:
@@ -502,6 +549,22 @@ class _Normalizer:
                     net.gateway = str(gateway)
         self.networks[name] = net
 
+    def _secret_def(self, name: str, raw: dict[str, Any]) -> None:
+        """File-based secrets only: the others need a secret store corral does not have."""
+        path = ("secrets", name)
+        if not _RESOURCE_RE.match(name):
+            raise InvalidParameter(f"invalid secret name {name!r}: only [a-zA-Z0-9._-]")
+        self._only(path, raw, ("file",))
+        if "file" not in raw:
+            if not self.report.broken(path):
+                raise InvalidParameter("'file' is required (corral supports file secrets)")
+            return
+        host = self._host_path(str(raw["file"]))
+        if not os.path.exists(host):
+            self.report.error((*path, "file"), f"no such file: {host}")
+            return
+        self.secrets[name] = host
+
     def _volume_def(self, name: str, raw: dict[str, Any] | None) -> None:
         path = ("volumes", name)
         check_volume_name(name)
@@ -525,7 +588,9 @@ class _Normalizer:
             if key.startswith("x-") or key in ("environment", "env_file"):
                 continue
             if key not in SERVICE_KEYS:
-                if key in schema_keys:
+                if key == "build" and "image" not in raw:
+                    r.unsupported(path, ": corral does not build images; give an 'image'")
+                elif key in schema_keys:
                     r.unsupported(path)
                 continue
             if r.broken(path):
@@ -544,8 +609,13 @@ class _Normalizer:
         if "network_mode" in raw and "networks" in raw:
             r.error(("services", name, "network_mode"),
                     "network_mode and networks cannot be used together")
-        if "image" not in raw:
+        if "image" not in raw and "build" not in raw:
             r.error(("services", name), "'image' is required (corral does not build images)")
+        svc.image_at = r._where(("services", name, "image"), None, None)
+        for key, v in svc.sysctls.items():  # once the modes are known, whatever the order
+            with r.catch(self.sysctl_sites.get((name, key), ("services", name, "sysctls"))):
+                check_sysctls({key: v}, self._peer_mode(svc.network_mode or "bridge"),
+                              self._peer_mode(svc.ipc or "private"))
         if not svc.networks and svc.network_mode is None and "networks" not in raw:
             svc.networks = {DEFAULT_NETWORK: ServiceNetwork()}
         return svc
@@ -576,6 +646,43 @@ class _Normalizer:
                 target, alias = cfg.parse_link(item)
                 svc.links.append(f"{target}:{alias}")
                 self._implicit_dependency(svc, target, (*path, i))
+
+    @staticmethod
+    def _peer_mode(mode: str) -> str:
+        return "container:" + mode.split(":", 1)[1] if mode.startswith("service:") else mode
+
+    def _s_sysctls(self, svc: Service, value: Any, path: KeyPath) -> None:
+        if isinstance(value, list):  # each item on its own line
+            for i, item in enumerate(value):
+                with self.report.catch((*path, i)):
+                    key, sep, v = str(item).partition("=")
+                    if not sep:
+                        raise InvalidParameter(f"{item!r} has no value: use NAME=VALUE")
+                    svc.sysctls[key.strip()] = v.strip()
+                    self.sysctl_sites[(svc.name, key.strip())] = (*path, i)
+            return
+        for key, v in value.items():
+            if v is None:
+                self.report.error((*path, key), f"sysctl {key!r} has no value")
+            else:
+                svc.sysctls[key] = ("1" if v else "0") if isinstance(v, bool) else str(v)
+                self.sysctl_sites[(svc.name, key)] = (*path, key)
+
+    def _s_secrets(self, svc: Service, value: list[Any], path: KeyPath) -> None:
+        for i, item in enumerate(value):
+            ipath = (*path, i)
+            spec = {"source": item} if isinstance(item, str) else item
+            self._only(ipath, spec, ("source", "target"))
+            with self.report.catch(ipath):
+                source = spec.get("source")
+                if source not in self.secrets:
+                    raise InvalidParameter(f"secret {source!r} is not declared in the "
+                                           "top-level secrets")
+                target = str(spec.get("target") or source)
+                if not target.startswith("/"):
+                    target = f"{SECRETS_DIR}/{target}"
+                cfg.check_target(target, str(item))
+                svc.secrets.append(SecretMount(source, os.path.normpath(target)))
 
     def _s_network_mode(self, svc: Service, value: str, path: KeyPath) -> None:
         kind, _, target = value.partition(":")
@@ -662,22 +769,24 @@ class _Normalizer:
                          else self._volume_long(item, (*path, i)))
                 if mount is None:
                     continue
-                if mount.type == "volume" and mount.source not in self.volumes:
+                if mount.type == "volume" and mount.source and mount.source not in self.volumes:
                     raise InvalidParameter(f"volume {mount.source!r} is not declared in the "
                                            "top-level volumes")
                 svc.volumes.append(mount)
 
     def _host_path(self, source: str) -> str:
+        if source == "~" or source.startswith("~/"):
+            return os.path.normpath(self.home + source[1:])
         if source.startswith("~"):
-            raise InvalidParameter(f"{source!r}: '~' is not expanded; use an absolute path "
-                                   "or one relative to the file")
+            raise InvalidParameter(f"{source!r}: only '~' (your own home) is expanded, not "
+                                   "another user's")
         return os.path.normpath(self.folder / source)
 
     def _volume_short(self, spec: str) -> VolumeMount:
         parts = spec.split(":")
-        if len(parts) == 1:
-            raise InvalidParameter(f"{spec!r} has no source: anonymous volumes are not "
-                                   "supported (give a path or a declared volume name)")
+        if len(parts) == 1:  # an anonymous volume, made for the container at create
+            cfg.check_target(spec, spec)
+            return VolumeMount("volume", "", os.path.normpath(spec))
         if len(parts) > 3:
             raise InvalidParameter(f"invalid volume specification: {spec!r}")
         source, target, mode = parts[0], parts[1], (parts[2] if len(parts) == 3 else "rw")
@@ -715,9 +824,11 @@ class _Normalizer:
             options = f"size={size}" if size else ""
             cfg.parse_tmpfs(f"{target}:{options}" if options else target)
             return VolumeMount("tmpfs", "", target, read_only, options)
+        if not source and kind == "volume":
+            cfg.check_target(target, str(raw))
+            return VolumeMount("volume", "", os.path.normpath(target), read_only)
         if not source:
-            raise InvalidParameter(f"'source' is required for a {kind} mount (anonymous "
-                                   "volumes are not supported)")
+            raise InvalidParameter("'source' is required for a bind mount")
         if kind == "bind":
             host = self._host_path(source)
             cfg.Bind.parse(f"{host}:{target}")
@@ -763,10 +874,13 @@ class _Normalizer:
                                            "networks")
                 attachment = ServiceNetwork()
                 if spec:
-                    self._only(npath, spec, ("ipv4_address",))
+                    self._only(npath, spec, ("ipv4_address", "aliases"))
                     if "ipv4_address" in spec:
                         attachment.ipv4_address = self._static_ip(
                             svc, net, spec["ipv4_address"], (*npath, "ipv4_address"))
+                    for j, alias in enumerate(spec.get("aliases") or []):
+                        with self.report.catch((*npath, "aliases", j)):
+                            attachment.aliases.append(cfg.check_alias(alias))
                 svc.networks[net] = attachment
 
     def _static_ip(self, svc: Service, net: str, value: str, path: KeyPath) -> str:

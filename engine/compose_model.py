@@ -16,8 +16,8 @@ from .errors import InvalidParameter, NotFound
 @dataclass
 class VolumeMount:
     type: str            # bind | volume | tmpfs
-    source: str          # absolute host path, volume name as declared, or "" for tmpfs
-    target: str
+    source: str          # absolute host path, volume name as declared, or "" (tmpfs, or an
+    target: str          # anonymous volume: one made for the container at create)
     read_only: bool = False
     options: str = ""    # tmpfs options (``size=64m``)
 
@@ -25,6 +25,13 @@ class VolumeMount:
 @dataclass
 class ServiceNetwork:
     ipv4_address: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SecretMount:
+    source: str          # the secret's name in the top-level secrets
+    target: str          # absolute path in the container (/run/secrets/<name> by default)
 
 
 @dataclass
@@ -82,6 +89,12 @@ class Service:
     expose: list[str] = field(default_factory=list)
     security_opt: list[str] = field(default_factory=list)
     log_opts: dict[str, str] = field(default_factory=dict)  # ``logging.options``, checked
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    platform: str | None = None
+    secrets: list[SecretMount] = field(default_factory=list)
+    image_at: str = ""   # FILE:LINE of the image key, for errors found later (a missing image)
 
     @property
     def container_command(self) -> list[str] | None:
@@ -115,6 +128,7 @@ class Project:
     volumes: dict[str, VolumeDef] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict, repr=False)  # interpolated document
+    secrets: dict[str, str] = field(default_factory=dict)   # name -> absolute host path
 
     def start_order(self, services: Iterable[str] | None = None) -> list[str]:
         """The services (all, or the given ones and what they depend on), dependencies first;
@@ -162,24 +176,29 @@ class Project:
 
     def create_kwargs(self, service: str) -> dict[str, Any]:
         """Keyword arguments of ``Engine.create`` for one service. The first network of the
-        service is the container's network; joining more is the caller's part, as are
-        ``depends_on``, ``shm_size`` and creating the project's networks and volumes."""
+        service is the container's network, the others are ``networks``. Anonymous volumes
+        (``anonymous_volumes``), ``depends_on``, ``shm_size`` and creating the project's
+        networks and volumes are the caller's part."""
         s = self.services[service]
         binds, tmpfs = [], list(s.tmpfs)
         for v in s.volumes:
             mode = ":ro" if v.read_only else ""
             if v.type == "bind":
                 binds.append(f"{v.source}:{v.target}{mode}")
-            elif v.type == "volume":
+            elif v.type == "volume" and v.source:
                 binds.append(f"{self.volume_name(v.source)}:{v.target}{mode}")
-            else:
+            elif v.type == "tmpfs":
                 tmpfs.append(f"{v.target}:{v.options}" if v.options else v.target)
-        network, ip = "bridge", ""
+        binds += [f"{self.secrets[m.source]}:{m.target}:ro" for m in s.secrets]
+        network, ip, extra, aliases = "bridge", "", [], []
         if s.network_mode is not None:
             network = self._peer(s.network_mode)
         elif s.networks:
-            first, attachment = next(iter(s.networks.items()))
+            (first, attachment), *others = s.networks.items()
             network, ip = self.network_name(first), attachment.ipv4_address or ""
+            aliases = list(attachment.aliases)
+            extra = [{"name": self.network_name(n), "ip": a.ipv4_address or "",
+                      "aliases": [service, *a.aliases]} for n, a in others]
         labels = {"com.docker.compose.project": self.name,
                   "com.docker.compose.service": service, **s.labels}
         kwargs: dict[str, Any] = {
@@ -197,12 +216,19 @@ class Project:
                       for t, _, alias in (x.partition(":") for x in s.links)],
             "readonly_rootfs": s.read_only, "tty": s.tty, "interactive": s.stdin_open,
             "security_opt": list(s.security_opt),
+            "cap_add": list(s.cap_add), "cap_drop": list(s.cap_drop),
+            "sysctls": dict(s.sysctls), "networks": extra, "aliases": aliases,
         }
         if s.healthcheck is not None:
             kwargs["healthcheck"] = s.healthcheck.to_engine()
         if s.log_opts:
             kwargs["log_opts"] = dict(s.log_opts)
         return kwargs
+
+    def anonymous_volumes(self, service: str) -> list[tuple[str, bool]]:
+        """(target, read_only) of the service's anonymous volumes."""
+        return [(v.target, v.read_only) for v in self.services[service].volumes
+                if v.type == "volume" and not v.source]
 
     def _peer(self, mode: str) -> str:
         kind, _, target = mode.partition(":")

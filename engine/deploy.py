@@ -12,17 +12,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .errors import Conflict, CorralError, InvalidParameter, NotFound, NotModified
+from .errors import Conflict, CorralError, NotFound, NotModified
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_LABEL = "io.corral.config-hash"
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 DEFAULT_WAIT = 120.0
 
 Progress = Callable[[str], None]
@@ -30,6 +33,15 @@ Progress = Callable[[str], None]
 
 class DependencyFailed(Conflict):
     pass
+
+
+class MissingImages(NotFound):
+    """Images the deployment needs that the engine does not have; ``errors`` names each, with
+    its service and the line that asks for it."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
 
 
 def _quiet(_: str) -> None:
@@ -62,16 +74,14 @@ class Deployment:
         own when the service names none (as Compose's ``<project>_default``), the service name
         as an alias there, and a hash of the definition to notice when it changed."""
         svc = self.project.services[service]
-        if len(svc.networks) > 1:
-            raise InvalidParameter(f"services.{service}.networks: a container joins one network "
-                                   f"in corral; {len(svc.networks)} are named")
         kwargs = self.project.create_kwargs(service)
         if svc.network_mode is None and not svc.networks:
             kwargs["network"] = self.project.network_name("default")
         if kwargs["network"].startswith(f"{self.name}_"):
-            kwargs["aliases"] = [service]
+            kwargs["aliases"] = [service, *kwargs.get("aliases", [])]
         kwargs["shm_size"] = svc.shm_size
-        digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode())
+        hashed = {**kwargs, "anonymous": self.project.anonymous_volumes(service)}
+        digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode())
         kwargs["labels"] = {**kwargs["labels"], CONFIG_LABEL: digest.hexdigest()[:16]}
         return kwargs
 
@@ -111,13 +121,30 @@ class Deployment:
         """Create what is missing and start the services in dependency order; return the
         container ids. A dependency that fails its condition stops ``up`` with its name."""
         selected = self._selected(services)
-        self._ensure_networks([self.create_kwargs(s)["network"] for s in selected])
+        self._check_images(selected)  # before anything is made
+        wanted = []
+        for s in selected:
+            kwargs = self.create_kwargs(s)
+            wanted += [kwargs["network"], *(n["name"] for n in kwargs["networks"])]
+        self._ensure_networks(wanted)
         self._ensure_volumes()
         ids = []
         for service in selected:
             self._wait_dependencies(service)
             ids.append(self._up_one(service))
         return ids
+
+    def _check_images(self, services: list[str]) -> None:
+        missing = []
+        for s in services:
+            svc = self.project.services[s]
+            try:
+                self.engine.images.get(svc.image)
+            except NotFound:
+                missing.append(f"{svc.image_at}: services.{s}.image: no such image: "
+                               f"{svc.image}")
+        if missing:
+            raise MissingImages(missing)
 
     def _ensure_networks(self, networks: list[str]) -> None:
         for net_name in dict.fromkeys(networks):
@@ -152,7 +179,14 @@ class Deployment:
             self.progress(f"Container {name}  Recreated")
             existing = None
         if existing is None:
-            cid = self.engine.create(image, kwargs.pop("cmd"), **kwargs)
+            made = self._anonymous_volumes(service, kwargs)
+            try:
+                cid = self.engine.create(image, kwargs.pop("cmd"), **kwargs)
+            except BaseException:
+                for vol in made:
+                    with contextlib.suppress(CorralError):
+                        self.engine.volume_remove(vol)
+                raise
             self.progress(f"Container {name}  Created")
         else:
             cid = existing["Id"]
@@ -162,6 +196,18 @@ class Deployment:
         except NotModified:
             self.progress(f"Container {name}  Running")
         return cid
+
+    def _anonymous_volumes(self, service: str, kwargs: dict[str, Any]) -> list[str]:
+        """Make the service's anonymous volumes (``- /app/node_modules``), named as Docker
+        names them (64 hex digits), labelled with the project so ``down -v`` removes them."""
+        made = []
+        for target, read_only in self.project.anonymous_volumes(service):
+            name = os.urandom(32).hex()
+            self.engine.volume_create(name, labels={PROJECT_LABEL: self.name,
+                                                    ANONYMOUS_LABEL: service})
+            made.append(name)
+            kwargs["volumes"] = [*kwargs["volumes"], f"{name}:{target}{':ro' if read_only else ''}"]
+        return made
 
     def _wait_dependencies(self, service: str) -> None:
         for dep, condition in self.project.services[service].depends_on.items():
@@ -208,11 +254,14 @@ class Deployment:
 
     def stop(self, services: list[str] | None = None, timeout: float | None = None) -> None:
         existing = self.containers()
-        for service in reversed(self._selected(services, with_deps=False)):
-            info = existing.get(service)
-            if info is not None:
-                self.engine.stop(info["Id"], timeout)
-                self.progress(f"Container {info['Name'].lstrip('/')}  Stopped")
+        chosen = [s for s in self._selected(services, with_deps=False) if s in existing]
+
+        def stop_one(info: dict[str, Any]) -> None:
+            self.engine.stop(info["Id"], timeout)
+            self.progress(f"Container {info['Name'].lstrip('/')}  Stopped")
+
+        for level in self._stop_levels(chosen):
+            self._each_at_once([existing[s] for s in level], stop_one)
 
     def start(self, services: list[str] | None = None) -> None:
         existing = self.containers()
@@ -232,15 +281,9 @@ class Deployment:
         """Stop and remove the project's containers and networks (and volumes with
         ``volumes``); named volumes otherwise survive for the next ``up``."""
         existing = self.containers()
-        order = [s for s in reversed(self.project.start_order()) if s in existing]
-        order += [s for s in existing if s not in order]  # services no longer in the file
-        for service in order:
-            info = existing[service]
-            name = info["Name"].lstrip("/")
-            with contextlib.suppress(NotFound):
-                self.engine.stop(info["Id"], timeout)
-                self.engine.remove(info["Id"], force=True)
-                self.progress(f"Container {name}  Removed")
+        for level in self._stop_levels(list(existing)):
+            self._each_at_once([existing[s] for s in level],
+                               lambda info: self._remove_one(info, timeout))
         for net in self.engine.network_list():
             if net.labels.get(PROJECT_LABEL) == self.name:
                 with contextlib.suppress(NotFound):
@@ -251,6 +294,39 @@ class Deployment:
                 if vol.labels.get(PROJECT_LABEL) == self.name:
                     self.engine.volume_remove(vol.name)
                     self.progress(f"Volume {vol.name}  Removed")
+
+    def _stop_levels(self, present: list[str]) -> list[list[str]]:
+        """The services to stop, in groups: first those nothing running depends on, then
+        their dependencies, and so on (services no longer in the file go with the first)."""
+        known = [s for s in self.project.start_order() if s in present]
+        depth: dict[str, int] = {}
+        for s in known:  # dependencies first: a service's depth is one more than theirs
+            depth[s] = 1 + max((depth[d] for d in self.project.services[s].depends_on
+                                if d in depth), default=-1)
+        top = max(depth.values(), default=0)
+        levels: list[list[str]] = [[] for _ in range(top + 1)]
+        for s in known:
+            levels[top - depth[s]].append(s)
+        levels[0] += [s for s in present if s not in depth]
+        return [lv for lv in levels if lv]
+
+    def _each_at_once(self, infos: list[dict[str, Any]],
+                      act: Callable[[dict[str, Any]], None]) -> None:
+        """``act`` on every container at once (stops wait out their timeouts together); the
+        first error is raised once all are done."""
+        if len(infos) == 1:
+            act(infos[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(infos)) as pool:
+            futures = [pool.submit(act, info) for info in infos]
+        for f in futures:
+            f.result()
+
+    def _remove_one(self, info: dict[str, Any], timeout: float | None) -> None:
+        with contextlib.suppress(NotFound):
+            self.engine.stop(info["Id"], timeout)
+            self.engine.remove(info["Id"], force=True)
+            self.progress(f"Container {info['Name'].lstrip('/')}  Removed")
 
     def ps(self) -> list[dict[str, Any]]:
         rows = []
