@@ -296,18 +296,18 @@ class Deployment:
                     self.progress(f"Volume {vol.name}  Removed")
 
     def _stop_levels(self, present: list[str]) -> list[list[str]]:
-        """The services to stop, in groups: first those nothing running depends on, then
-        their dependencies, and so on (services no longer in the file go with the first)."""
+        """The services to stop, in groups: first all that nothing present depends on, then
+        those whose dependents are all stopped, and so on, as Compose's reverse traversal
+        (services no longer in the file go with the first)."""
         known = [s for s in self.project.start_order() if s in present]
-        depth: dict[str, int] = {}
-        for s in known:  # dependencies first: a service's depth is one more than theirs
-            depth[s] = 1 + max((depth[d] for d in self.project.services[s].depends_on
-                                if d in depth), default=-1)
-        top = max(depth.values(), default=0)
-        levels: list[list[str]] = [[] for _ in range(top + 1)]
+        level: dict[str, int] = {}
+        for s in reversed(known):  # dependents before their dependencies
+            level[s] = 1 + max((level[d] for d in known
+                                if s in self.project.services[d].depends_on), default=-1)
+        levels: list[list[str]] = [[] for _ in range(max(level.values(), default=0) + 1)]
         for s in known:
-            levels[top - depth[s]].append(s)
-        levels[0] += [s for s in present if s not in depth]
+            levels[level[s]].append(s)
+        levels[0] += [s for s in present if s not in level]
         return [lv for lv in levels if lv]
 
     def _each_at_once(self, infos: list[dict[str, Any]],
