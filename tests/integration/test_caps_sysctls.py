@@ -3,10 +3,8 @@ refused at create (nothing written) when Docker would refuse them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from clirun import corral
 
 from engine import InvalidParameter
 from engine.spec import ALL_CAPABILITIES
@@ -74,17 +72,13 @@ def test_refused_at_create(engine, busybox, kwargs, match) -> None:
 
 
 def test_cli_flags(root_dir, busybox) -> None:
-    def corral(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "engine", "--root", str(root_dir), *argv],
-                              capture_output=True, text=True, timeout=60)
-
-    out = corral("run", "--rm", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL",
+    out = corral(root_dir, "run", "--rm", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL",
                  "--sysctl", "net.ipv4.ping_group_range=0 1", "busybox", "sh", "-c",
                  "grep CapEff /proc/self/status; cat /proc/sys/net/ipv4/ping_group_range")
     assert out.returncode == 0, out.stderr
     assert "0000000000001000" in out.stdout  # CAP_NET_ADMIN alone
     assert out.stdout.split()[-2:] == ["0", "1"]
-    bad = corral("create", "--sysctl", "kernel.hostname=x", "busybox")
+    bad = corral(root_dir, "create", "--sysctl", "kernel.hostname=x", "busybox")
     assert bad.returncode != 0 and "sysctl 'kernel.hostname' is not allowed" in bad.stderr
-    bad = corral("create", "--sysctl", "novalue", "busybox")
+    bad = corral(root_dir, "create", "--sysctl", "novalue", "busybox")
     assert bad.returncode != 0 and "NAME=VALUE" in bad.stderr

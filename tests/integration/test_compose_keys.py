@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from clirun import corral as cli
 from waiting import wait_for
 
 from engine.compose import load_project
@@ -33,11 +33,6 @@ def deployment(engine, path: Path, name: str, environ: dict[str, str] | None = N
 def output(engine, cid: str) -> list[str]:
     engine.wait(cid, timeout=30)
     return [r.text.rstrip("\n") for r in engine.logs(cid) if r.stream == "stdout"]
-
-
-def cli(root: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", "--root", str(root), *argv],
-                          capture_output=True, text=True, timeout=120)
 
 
 def project_objects(engine, name: str) -> list[str]:

@@ -7,26 +7,12 @@ import os
 import subprocess
 
 import pytest
+from clirun import corral
+from test_networking import HTTPD, run_in
+from test_networking import fetch as wget
 
 from engine import CorralError, StartFailed
 from engine.netsteps import extra_veth_name, netns_name
-
-HTTPD = ["/bin/sh", "-c", "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && "
-         "exec httpd -f -p 80 -h /www"]
-
-
-def run_in(engine, cid: str, *argv: str) -> tuple[int, str]:
-    result = engine.exec(cid, list(argv), capture=True)
-    return result.exit_code, result.output.decode()
-
-
-def wget(engine, cid: str, url: str) -> str:
-    for _ in range(50):  # httpd may still be starting
-        code, out = run_in(engine, cid, "wget", "-q", "-O", "-", url)
-        if code == 0:
-            return out
-        run_in(engine, cid, "sleep", "0.1")
-    raise AssertionError(f"wget {url} failed: {out}")
 
 
 @pytest.fixture
@@ -109,17 +95,11 @@ def test_bad_further_networks_are_refused_at_create(engine, busybox, two_network
 
 
 def test_cli_network_given_twice(root_dir, busybox) -> None:
-    import sys
-
-    def corral(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "engine", "--root", str(root_dir), *argv],
-                              capture_output=True, text=True, timeout=60)
-
     for name in ("n1", "n2"):
-        assert corral("network", "create", name).returncode == 0
-    out = corral("run", "--rm", "--network", "n1", "--network", "n2", "busybox",
+        assert corral(root_dir, "network", "create", name).returncode == 0
+    out = corral(root_dir, "run", "--rm", "--network", "n1", "--network", "n2", "busybox",
                  "ip", "-o", "-4", "addr")
     assert out.returncode == 0, out.stderr
     assert "eth0" in out.stdout and "eth1" in out.stdout
     for name in ("n1", "n2"):
-        assert corral("network", "rm", name).returncode == 0
+        assert corral(root_dir, "network", "rm", name).returncode == 0
