@@ -215,10 +215,12 @@ class Project:
             "links": [f"{self.container_name(t)}:{alias}"
                       for t, _, alias in (x.partition(":") for x in s.links)],
             "readonly_rootfs": s.read_only, "tty": s.tty, "interactive": s.stdin_open,
-            "security_opt": list(s.security_opt),
-            "cap_add": list(s.cap_add), "cap_drop": list(s.cap_drop),
-            "sysctls": dict(s.sysctls), "networks": extra, "aliases": aliases,
         }
+        # only when used: the deployment's config hash of an unchanged service stays the same
+        kwargs.update({k: v for k, v in (
+            ("security_opt", list(s.security_opt)),
+            ("cap_add", list(s.cap_add)), ("cap_drop", list(s.cap_drop)),
+            ("sysctls", dict(s.sysctls)), ("networks", extra), ("aliases", aliases)) if v})
         if s.healthcheck is not None:
             kwargs["healthcheck"] = s.healthcheck.to_engine()
         if s.log_opts:

@@ -80,7 +80,8 @@ class Deployment:
         if kwargs["network"].startswith(f"{self.name}_"):
             kwargs["aliases"] = [service, *kwargs.get("aliases", [])]
         kwargs["shm_size"] = svc.shm_size
-        hashed = {**kwargs, "anonymous": self.project.anonymous_volumes(service)}
+        anonymous = self.project.anonymous_volumes(service)
+        hashed = {**kwargs, "anonymous": anonymous} if anonymous else kwargs
         digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode())
         kwargs["labels"] = {**kwargs["labels"], CONFIG_LABEL: digest.hexdigest()[:16]}
         return kwargs
@@ -125,7 +126,7 @@ class Deployment:
         wanted = []
         for s in selected:
             kwargs = self.create_kwargs(s)
-            wanted += [kwargs["network"], *(n["name"] for n in kwargs["networks"])]
+            wanted += [kwargs["network"], *(n["name"] for n in kwargs.get("networks", []))]
         self._ensure_networks(wanted)
         self._ensure_volumes()
         ids = []
