@@ -256,18 +256,10 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
-def _sysctls(values: list[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidParameter(f"invalid sysctl: {item!r}: use NAME=VALUE")
-        out[key] = value
-    return out
-
-
 def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``Engine.create``; unset options keep the engine's defaults."""
+    from .config import parse_key_values
+
     kw: dict[str, Any] = {
         "env": _env_items(args.env, args.env_file), "volumes": args.volume,
         "tmpfs": args.tmpfs, "links": args.link, "labels": _labels(args.label),
@@ -276,7 +268,7 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "auto_remove": args.rm, "tty": args.tty, "interactive": args.interactive,
         "readonly_rootfs": args.read_only, "security_opt": args.security_opt,
         "cap_add": args.cap_add, "cap_drop": args.cap_drop,
-        "sysctls": _sysctls(args.sysctl), "networks": args.network[1:],
+        "sysctls": parse_key_values(args.sysctl, "sysctl"), "networks": args.network[1:],
     }
     optional = {"name": args.name, "working_dir": args.workdir, "hostname": args.hostname,
                 "user": args.user, "network": (args.network or [None])[0], "ipc": args.ipc,

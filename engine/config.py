@@ -110,6 +110,18 @@ def check_target(target: str, spec: str) -> None:
         raise InvalidParameter(f"invalid mount specification: {spec!r}: the target cannot be /")
 
 
+def parse_key_values(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` items (``--sysctl``, ``--log-opt``) as a mapping; the last of a key wins,
+    as in Docker."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidParameter(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def parse_tmpfs(spec: str) -> tuple[str, str]:
     """``/path[:options]``, as ``docker run --tmpfs``."""
     target, _, options = spec.partition(":")

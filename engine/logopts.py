@@ -97,13 +97,9 @@ def limits(opts: Mapping[str, str]) -> LogLimits:
 
 def parse_cli(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``--log-opt KEY=VALUE`` items (the last of a key wins, as in Docker)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidParameter(f"invalid log option {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
+    from .config import parse_key_values
+
+    return parse_key_values(items, "log option")
 
 
 def root_defaults(root: Path) -> dict[str, str]:

@@ -81,4 +81,4 @@ def test_cli_flags(root_dir, busybox) -> None:
     bad = corral(root_dir, "create", "--sysctl", "kernel.hostname=x", "busybox")
     assert bad.returncode != 0 and "sysctl 'kernel.hostname' is not allowed" in bad.stderr
     bad = corral(root_dir, "create", "--sysctl", "novalue", "busybox")
-    assert bad.returncode != 0 and "NAME=VALUE" in bad.stderr
+    assert bad.returncode != 0 and "invalid sysctl 'novalue': expected KEY=VALUE" in bad.stderr
