@@ -180,8 +180,9 @@ class Deployment:
             self.progress(f"Container {name}  Recreated")
             existing = None
         if existing is None:
-            made = self._anonymous_volumes(service, kwargs)
+            made: list[str] = []
             try:
+                self._anonymous_volumes(service, kwargs, made)
                 cid = self.engine.create(image, kwargs.pop("cmd"), **kwargs)
             except BaseException:
                 for vol in made:
@@ -198,17 +199,16 @@ class Deployment:
             self.progress(f"Container {name}  Running")
         return cid
 
-    def _anonymous_volumes(self, service: str, kwargs: dict[str, Any]) -> list[str]:
-        """Make the service's anonymous volumes (``- /app/node_modules``), named as Docker
-        names them (64 hex digits), labelled with the project so ``down -v`` removes them."""
-        made = []
+    def _anonymous_volumes(self, service: str, kwargs: dict[str, Any], made: list[str]) -> None:
+        """Make the service's anonymous volumes (``- /app/node_modules``), named and labelled
+        as Docker makes them, plus the project's label so ``down -v`` removes them; each name
+        goes into ``made`` as soon as it exists, for the caller's undo."""
         for target, read_only in self.project.anonymous_volumes(service):
             name = os.urandom(32).hex()
             self.engine.volume_create(name, labels={PROJECT_LABEL: self.name,
-                                                    ANONYMOUS_LABEL: service})
+                                                    ANONYMOUS_LABEL: ""})
             made.append(name)
             kwargs["volumes"] = [*kwargs["volumes"], f"{name}:{target}{':ro' if read_only else ''}"]
-        return made
 
     def _wait_dependencies(self, service: str) -> None:
         for dep, condition in self.project.services[service].depends_on.items():
