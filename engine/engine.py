@@ -1461,11 +1461,11 @@ class _ExitWatcher:
         os.close(self._wake_w)
 
 
-__all__ = ["STEP_NAMES", "Engine", "ExecResult"]
-
-
 def _address_on(c: Container, network: str) -> str:
     """The container's address on ``network`` while it runs there, else ''."""
     if c.state.network == network:
         return c.state.ip
     return c.state.extra_networks.get(network, "")
+
+
+__all__ = ["STEP_NAMES", "Engine", "ExecResult"]
