@@ -754,6 +754,17 @@ def cmd_network_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_network_connect(args: argparse.Namespace) -> int:
+    _engine(args).network_connect(args.network, args.container, ip=args.ip or "",
+                                  aliases=args.alias)
+    return 0
+
+
+def cmd_network_disconnect(args: argparse.Namespace) -> int:
+    _engine(args).network_disconnect(args.network, args.container)
+    return 0
+
+
 def cmd_volume_create(args: argparse.Namespace) -> int:
     _out(_engine(args).volume_create(args.name, labels=_labels(args.label)).name)
     return 0
@@ -1033,6 +1044,15 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     np_.add_argument("networks", nargs="+", metavar="NETWORK")
     np_ = add("inspect", cmd_network_inspect, "print networks as JSON", sp=nsub)
     np_.add_argument("networks", nargs="+", metavar="NETWORK")
+    np_ = add("connect", cmd_network_connect, "join a container to one more network", sp=nsub)
+    np_.add_argument("--ip", help="a static address on that network")
+    np_.add_argument("--alias", action="append", default=[], metavar="ALIAS")
+    np_.add_argument("network", metavar="NETWORK")
+    np_.add_argument("container", metavar="CONTAINER")
+    np_ = add("disconnect", cmd_network_disconnect, "take a container off a network it "
+              "joined beyond its first", sp=nsub)
+    np_.add_argument("network", metavar="NETWORK")
+    np_.add_argument("container", metavar="CONTAINER")
 
     p = add("volume", lambda a: 0, "manage named volumes")
     vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)

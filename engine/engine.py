@@ -1132,6 +1132,74 @@ class Engine:
         net = self.networks.get(ref)
         return net.inspect({cid: ip for ip, cid in self.networks.leases(net).table().items()})
 
+    def network_connect(self, network: str, container: str, *, ip: str = "",
+                        aliases: list[str] | tuple[str, ...] = ()) -> None:
+        """Join ``container`` to one more bridge network (Docker's ``network connect``): kept
+        in its config, so each later start joins it too; a running container gets its veth,
+        lease, address and hosts entries at once."""
+        with self._locked(container) as c:
+            if c.state.status in (PAUSED, STARTING, REMOVING):
+                raise Conflict(f"cannot connect container {c.name} while it is "
+                               f"{c.state.status}")
+            mode, extras = c.config.network_mode, c.config.extra_networks
+            if not netsteps.is_bridge_mode(mode):
+                raise InvalidParameter(f"container {c.name} has network mode {mode!r}: it "
+                                       "cannot join other networks")
+            net = self.networks.get(network)
+            joined = {self.networks.get(mode).name, *(n["name"] for n in extras)}
+            if net.name in joined:
+                raise Conflict(f"endpoint with name {c.name} already exists in network "
+                               f"{net.name}")
+            (spec,) = self._check_extra_networks(mode, [{"name": net.name, "ip": ip,
+                                                         "aliases": list(aliases)}])
+            spec["index"] = netsteps.free_index(extras)
+            if c.state.status == RUNNING:
+                ctx = self._context(c)
+                try:
+                    c.state.extra_networks[net.name] = netsteps.join_further(
+                        ctx, spec, spec["index"])
+                    from .firewall import enable_forwarding
+
+                    self.firewall().ensure_base([net.subnet], [net.bridge])
+                    enable_forwarding(net.bridge)
+                except BaseException:
+                    c.state.extra_networks.pop(net.name, None)
+                    netsteps.leave_further(ctx, spec, spec["index"])
+                    raise
+            c.config.extra_networks = [*extras, spec]
+            atomic_write_json(c.paths.config, c.config.to_dict())
+            self._save(c)
+            if c.state.status == RUNNING:
+                self._sync_network_hosts(net.name)
+
+    def network_disconnect(self, network: str, container: str) -> None:
+        """Leave a network joined beyond the first (``network connect`` or ``networks=`` at
+        create); the first network is the container's for its whole life."""
+        with self._locked(container) as c:
+            if c.state.status in (PAUSED, STARTING, REMOVING):
+                raise Conflict(f"cannot disconnect container {c.name} while it is "
+                               f"{c.state.status}")
+            net = self.networks.get(network)
+            indexed = {spec["name"]: (i, spec)
+                       for i, spec in netsteps.further_networks(c.config.extra_networks)}
+            if net.name not in indexed:
+                if netsteps.is_bridge_mode(c.config.network_mode) and \
+                        self.networks.get(c.config.network_mode).name == net.name:
+                    raise Conflict(f"{net.name} is the first network of container {c.name}: "
+                                   "it cannot be disconnected")
+                raise NotFound(f"container {c.name} is not connected to network {net.name}")
+            index, spec = indexed[net.name]
+            if c.state.status == RUNNING:
+                netsteps.leave_further(self._context(c), spec, index)
+                c.state.extra_networks.pop(net.name, None)
+            c.config.extra_networks = [s for s in c.config.extra_networks
+                                       if s["name"] != net.name]
+            atomic_write_json(c.paths.config, c.config.to_dict())
+            self._save(c)
+            if c.state.status == RUNNING:
+                self._sync_network_hosts(net.name, c.state.network,
+                                         *c.state.extra_networks)
+
     def network_remove(self, ref: str) -> None:
         """Remove a user-defined network; refused while a container is attached to it."""
         if ref in ("bridge", "host", "none"):

@@ -131,9 +131,9 @@ class Routes:
 
 
 class Networks:
-    """The further networks (``--network`` given again, a service on several networks): on
-    each a lease, a veth (``eth1``, ``eth2``, ... inside) and an address; the default route
-    stays on the first network, as Docker keeps one gateway."""
+    """The further networks (``--network`` given again, a service on several networks,
+    ``network connect``): on each a lease, a veth (``eth<n>`` inside) and an address; the
+    default route stays on the first network, as Docker keeps one gateway."""
 
     name = "networks"
 
@@ -141,19 +141,8 @@ class Networks:
         extras = ctx.container.config.extra_networks
         if not extras:
             return  # the one-network start pays nothing here
-        from . import network
-
-        assert ctx.networks is not None
-        for index, spec in enumerate(extras, start=1):
-            net = ctx.networks.get(spec["name"])
-            ip = ctx.networks.leases(net).lease(ctx.cid, spec.get("ip") or None)
-            ctx.extra_ips[net.name] = ip
-            prefix = net.subnet.split("/")[1]
-            network.ensure_bridge(net.bridge, f"{net.gateway}/{prefix}")
-            network.create_veth(extra_veth_name(ctx.cid, index), netns_name(ctx.cid),
-                                net.bridge, container_ifname=f"eth{index}")
-            network.configure_container(netns_name(ctx.cid), ifname=f"eth{index}",
-                                        address_cidr=f"{ip}/{prefix}", gateway=None)
+        for index, spec in further_networks(extras):
+            ctx.extra_ips[spec["name"]] = join_further(ctx, spec, index)
 
     def undo(self, ctx: StartContext) -> None:
         extras = ctx.container.config.extra_networks
@@ -161,9 +150,45 @@ class Networks:
             return
         from . import network
 
-        for index in range(1, len(extras) + 1):
+        for index, _spec in further_networks(extras):
             network.delete_veth(extra_veth_name(ctx.cid, index))
         ctx.extra_ips = {}  # the leases go with the lease sub-step's undo (every network)
+
+
+def further_networks(extras: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(interface index, spec) of each further network: the index stored by ``network
+    connect``, else the position (eth1, eth2, ... as given at create)."""
+    return [(spec.get("index") or i, spec) for i, spec in enumerate(extras, start=1)]
+
+
+def free_index(extras: list[dict[str, Any]]) -> int:
+    used = {i for i, _ in further_networks(extras)}
+    return next(i for i in range(1, MAX_EXTRA_NETWORKS + 2) if i not in used)
+
+
+def join_further(ctx: StartContext, spec: dict[str, Any], index: int) -> str:
+    """Lease, veth ``eth<index>`` and address on the further network of ``spec``; its ip."""
+    from . import network
+
+    assert ctx.networks is not None
+    net = ctx.networks.get(spec["name"])
+    ip = ctx.networks.leases(net).lease(ctx.cid, spec.get("ip") or None)
+    prefix = net.subnet.split("/")[1]
+    network.ensure_bridge(net.bridge, f"{net.gateway}/{prefix}")
+    network.create_veth(extra_veth_name(ctx.cid, index), netns_name(ctx.cid), net.bridge,
+                        container_ifname=f"eth{index}")
+    network.configure_container(netns_name(ctx.cid), ifname=f"eth{index}",
+                                address_cidr=f"{ip}/{prefix}", gateway=None)
+    return ip
+
+
+def leave_further(ctx: StartContext, spec: dict[str, Any], index: int) -> None:
+    """Undo ``join_further``: the veth (its peer goes with it) and the lease."""
+    from . import network
+
+    assert ctx.networks is not None
+    network.delete_veth(extra_veth_name(ctx.cid, index))
+    ctx.networks.leases(ctx.networks.get(spec["name"])).release(ctx.cid)
 
 
 class Files:

@@ -103,3 +103,72 @@ def test_cli_network_given_twice(root_dir, busybox) -> None:
     assert "eth0" in out.stdout and "eth1" in out.stdout
     for name in ("n1", "n2"):
         assert corral(root_dir, "network", "rm", name).returncode == 0
+
+
+def test_network_connect_and_disconnect_a_running_container(engine, busybox, two_networks,
+                                                            probe) -> None:
+    db = engine.create(busybox, HTTPD, name="db", hostname="dbhost", network="back")
+    app = engine.create(busybox, ["/bin/sleep", "60"], name="app", network="front")
+    for cid in (db, app):
+        engine.start(cid)
+    engine.network_connect("back", "app", aliases=["api"])
+    nets = engine.inspect(app)["NetworkSettings"]["Networks"]
+    assert set(nets) == {"front", "back"} and nets["back"]["Aliases"] == ["api"]
+    assert wget(engine, app, "http://dbhost/") == "hello-from-dbhost\n"
+    _, hosts = run_in(engine, db, "cat", "/etc/hosts")
+    assert f"{nets['back']['IPAddress']}\tapp api" in hosts
+    with pytest.raises(CorralError, match="already exists in network back"):
+        engine.network_connect("back", "app")
+    with pytest.raises(CorralError, match="first network"):
+        engine.network_disconnect("front", "app")
+    # a restart keeps the network: it is in the container's config
+    engine.stop(app, timeout=1)
+    engine.start(app)
+    assert set(engine.inspect(app)["NetworkSettings"]["Networks"]) == {"front", "back"}
+    engine.network_disconnect("back", "app")
+    assert set(engine.inspect(app)["NetworkSettings"]["Networks"]) == {"front"}
+    _, links = run_in(engine, app, "ip", "-o", "link")
+    assert "eth1" not in links
+    _, hosts = run_in(engine, db, "cat", "/etc/hosts")
+    assert "api" not in hosts
+    assert app not in engine.network_inspect("back")["Containers"]
+    with pytest.raises(CorralError, match="not connected"):
+        engine.network_disconnect("back", "app")
+    engine.remove(app, force=True)
+    assert probe.leaks(app, removed=True) == []
+
+
+def test_network_connect_of_a_created_container_applies_at_start(root_dir, busybox) -> None:
+    for name in ("c1", "c2"):
+        assert corral(root_dir, "network", "create", name).returncode == 0
+    assert corral(root_dir, "create", "--name", "box", "--network", "c1", "busybox",
+                  "sleep", "60").returncode == 0
+    out = corral(root_dir, "network", "connect", "--alias", "b", "c2", "box")
+    assert out.returncode == 0, out.stderr
+    assert corral(root_dir, "start", "box").returncode == 0
+    out = corral(root_dir, "exec", "box", "ip", "-o", "-4", "addr")
+    assert "eth0" in out.stdout and "eth1" in out.stdout
+    out = corral(root_dir, "network", "disconnect", "c2", "box")
+    assert out.returncode == 0, out.stderr
+    assert "eth1" not in corral(root_dir, "exec", "box", "ip", "-o", "link").stdout
+    assert corral(root_dir, "rm", "-f", "box").returncode == 0
+    for name in ("c1", "c2"):
+        assert corral(root_dir, "network", "rm", name).returncode == 0
+
+
+def test_refused_connect_changes_nothing(engine, busybox, two_networks, probe) -> None:
+    db = engine.create(busybox, ["/bin/sleep", "60"], network="back")
+    app = engine.create(busybox, ["/bin/sleep", "60"], network="front")
+    for cid in (db, app):
+        engine.start(cid)
+    taken = engine.inspect(db)["NetworkSettings"]["IPAddress"]
+    with pytest.raises(CorralError, match=taken):
+        engine.network_connect("back", app, ip=taken)
+    with pytest.raises(CorralError, match="cannot join other networks"):
+        host = engine.create(busybox, ["true"], network="host")
+        engine.network_connect("back", host)
+    assert set(engine.inspect(app)["NetworkSettings"]["Networks"]) == {"front"}
+    assert engine.inspect(app)["HostConfig"]["NetworkMode"] == "front"
+    assert app not in engine.network_inspect("back")["Containers"]
+    left = probe.network_leaks(app)
+    assert not [x for x in left if "back.leases" in x or f"vx{app[:10]}" in x], left
