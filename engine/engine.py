@@ -1153,23 +1153,28 @@ class Engine:
             (spec,) = self._check_extra_networks(mode, [{"name": net.name, "ip": ip,
                                                          "aliases": list(aliases)}])
             spec["index"] = netsteps.free_index(extras)
-            if c.state.status == RUNNING:
-                ctx = self._context(c)
-                try:
+            running = c.state.status == RUNNING
+            ctx = self._context(c)
+            try:
+                if running:
                     c.state.extra_networks[net.name] = netsteps.join_further(
                         ctx, spec, spec["index"])
                     from .firewall import enable_forwarding
 
                     self.firewall().ensure_base([net.subnet], [net.bridge])
                     enable_forwarding(net.bridge)
-                except BaseException:
+                c.config.extra_networks = [*extras, spec]
+                atomic_write_json(c.paths.config, c.config.to_dict())
+                self._save(c)
+            except BaseException:
+                c.config.extra_networks = extras
+                with contextlib.suppress(OSError, CorralError):
+                    atomic_write_json(c.paths.config, c.config.to_dict())
+                if running:
                     c.state.extra_networks.pop(net.name, None)
                     netsteps.leave_further(ctx, spec, spec["index"])
-                    raise
-            c.config.extra_networks = [*extras, spec]
-            atomic_write_json(c.paths.config, c.config.to_dict())
-            self._save(c)
-            if c.state.status == RUNNING:
+                raise
+            if running:
                 self._sync_network_hosts(net.name)
 
     def network_disconnect(self, network: str, container: str) -> None:
