@@ -1176,6 +1176,7 @@ class Engine:
                 raise
             if running:
                 self._sync_network_hosts(net.name)
+                self._emit_network("connect", c, net.name)
 
     def network_disconnect(self, network: str, container: str) -> None:
         """Leave a network joined beyond the first (``network connect`` or ``networks=`` at
@@ -1204,6 +1205,7 @@ class Engine:
             if c.state.status == RUNNING:
                 self._sync_network_hosts(net.name, c.state.network,
                                          *c.state.extra_networks)
+                self._emit_network("disconnect", c, net.name)
 
     def network_remove(self, ref: str) -> None:
         """Remove a user-defined network; refused while a container is attached to it."""

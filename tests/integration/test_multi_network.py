@@ -172,3 +172,19 @@ def test_refused_connect_changes_nothing(engine, busybox, two_networks, probe) -
     assert app not in engine.network_inspect("back")["Containers"]
     left = probe.network_leaks(app)
     assert not [x for x in left if "back.leases" in x or f"vx{app[:10]}" in x], left
+
+
+def test_connect_and_disconnect_are_events(engine, busybox, two_networks) -> None:
+    app = engine.create(busybox, ["/bin/sleep", "60"], network="front", networks=["back"])
+    seen: list[tuple[str, str]] = []
+    engine.subscribe(lambda ev: seen.append((ev.action, ev.attributes.get("name", "")))
+                     if ev.type == "network" else None)
+    engine.start(app)
+    assert sorted(seen) == [("connect", "back"), ("connect", "front")]
+    seen.clear()
+    engine.network_disconnect("back", app)
+    engine.network_connect("back", app)
+    assert seen == [("disconnect", "back"), ("connect", "back")]
+    seen.clear()
+    engine.stop(app, timeout=1)
+    assert sorted(seen) == [("disconnect", "back"), ("disconnect", "front")]
