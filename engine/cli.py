@@ -136,7 +136,8 @@ def container_status(info: dict[str, Any], now: float) -> str:
             return f"{up} (Paused)"
         return f"{up} ({info['Health']})" if info.get("Health") else up
     if state == "dead":
-        exited = f"Exited ({info.get('ExitCode', 0)})"
+        word = "Restarting" if info.get("Restarting") else "Exited"  # Docker's backoff
+        exited = f"{word} ({info.get('ExitCode', 0)})"
         return f"{exited} {human_duration(max(0.0, now - finished))} ago" if finished else exited
     return {"created": "Created", "starting": "Starting",
             "removing": "Removal In Progress"}.get(state, state.capitalize())

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from states import CREATED, PAUSED, RUNNING, HistoryEntry
+from states import CREATED, DEAD, PAUSED, RUNNING, HistoryEntry
 
 from .config import ContainerConfig
 from .paths import ContainerPaths
@@ -87,7 +87,10 @@ class Container:
                 "Status": s.status,
                 "Running": s.status in (RUNNING, PAUSED),
                 "Paused": s.status == PAUSED,
-                "Restarting": s.restart_pending,
+                # a flag of a dead container whose policy has a start scheduled, not a state
+                "Restarting": s.restart_pending and s.status == DEAD,
+                # Docker's Dead: a removal failed and left the container behind
+                "Dead": bool(s.history) and s.history[-1].get("trigger") == "remove_failed",
                 "Pid": s.pid,
                 "ExitCode": s.exit_code,
                 "Error": s.error,
@@ -95,7 +98,7 @@ class Container:
                 "StartedAt": s.started_at,
                 "FinishedAt": s.finished_at,
             } | ({"Health": dict(s.health)} if c.healthcheck else {}),
-            "Image": c.image,
+            "Image": f"sha256:{c.image}",  # the image's id; Config.Image keeps the name
             "LogPath": str(self.paths.log),
             "RestartCount": s.restart_count,
             "Config": {

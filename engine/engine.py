@@ -37,7 +37,7 @@ from states import (
 )
 
 from . import config as cfg
-from . import fsck, health, hostfiles, logopts, mounts, netsteps, seccomp
+from . import exitcodes, fsck, health, hostfiles, logopts, mounts, netsteps, seccomp
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -57,7 +57,7 @@ from .monitor import Monitor, find_conmon, is_conmon_of, read_exit_code
 from .names import generate_name
 from .networks import DEFAULT_NETWORK, Network, NetworkStore
 from .paths import Layout
-from .restart import next_delay
+from .restart import after_reboot, next_delay
 from .runtime import Runtime, find_runtime, process_alive
 from .spec import check_capabilities
 from .steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
@@ -68,8 +68,8 @@ from .volumes import Volume, VolumeStore
 
 EXIT_FILE_WAIT = 5.0
 EXIT_FILE_POLL = 0.002  # conmon writes the exit file a few ms after the process ends
-START_FAILED_EXIT_CODE = 128
-LOST_EXIT_CODE = 255
+START_FAILED_EXIT_CODE = exitcodes.START_FAILED
+LOST_EXIT_CODE = exitcodes.LOST
 CLEANUP_INCOMPLETE = "cleanup incomplete"
 PAUSE_LIMIT = 600.0  # a ``pause:<step>`` fail point holds the start this long at most
 
@@ -591,12 +591,17 @@ class Engine:
 
     # -- exit and cleanup ---------------------------------------------------------------------
 
-    def _exit_locked(self, c: Container, exit_code: int, error: str = "") -> None:
+    def _exit_locked(self, c: Container, exit_code: int, error: str = "", *,
+                     rebooted: bool = False) -> None:
         lc = self._lifecycle(c, _Transitions(self, c, self._context(c)))
-        self._fire(lc, "exit", exit_code=exit_code, error=error)
+        self._fire(lc, "exit", exit_code=exit_code, error=error, rebooted=rebooted)
 
-    def _cleanup(self, c: Container, ctx: StartContext | None = None) -> list[str]:
-        """Undo every start step (idempotent); return what could not be undone."""
+    def _cleanup(self, c: Container, ctx: StartContext | None = None, *,
+                 keep_exit_file: bool = False) -> list[str]:
+        """Undo every start step (idempotent); return what could not be undone.
+
+        conmon's exit file goes last, unless kept (``keep_exit_file``) for the caller to remove
+        once the exit is recorded: a crash before that leaves the code to the next look."""
         kill_exec_sessions(c.state.exec_sessions)
         c.state.exec_sessions = []
         health.stop_monitor(c.state.health_pid, c.id)
@@ -606,6 +611,8 @@ class Engine:
         errors = undo_steps(list(reversed(START_PLAN)), ctx, fail_point=self._undo_fail_point)
         for step, exc in errors:
             logger.error("container {}: cleanup of step {} failed: {}", c.name, step, exc)
+        if not keep_exit_file:
+            _forget_exit_file(c)
         return [f"{step}: {exc}" for step, exc in errors]
 
     def _finish_cleanup(self, c: Container) -> bool:
@@ -619,26 +626,38 @@ class Engine:
         logger.info("container {}: cleanup finished", c.name)
         return True
 
-    def _observed_exit(self, c: Container) -> tuple[int, str] | None:
-        """The exit of an active container, if it has exited: (exit code, error)."""
+    def _observed_exit(self, c: Container) -> _Exit | None:
+        """The exit of an active container, if it has exited."""
         code = read_exit_code(c.paths.exit_file)
         if code is not None:
-            return code, ""
+            return _Exit(code)
         if c.state.conmon_pid:
             if is_conmon_of(c.state.conmon_pid, c.id):
                 return None
             code = read_exit_code(c.paths.exit_file)  # conmon may have just written it
-            return (code, "") if code is not None else (LOST_EXIT_CODE, "monitor lost")
+            if code is not None:
+                return _Exit(code)
+            if not (self.layout.runc_root / c.id).exists():
+                # runc's state went with the run folder: the host rebooted (or it was
+                # emptied as a reboot does)
+                return _Exit(LOST_EXIT_CODE, "runtime state lost", rebooted=True)
+            return _Exit(LOST_EXIT_CODE, "monitor lost")
         if process_alive(c.state.pid):
             return None
-        return LOST_EXIT_CODE, "process lost"
+        return _Exit(LOST_EXIT_CODE, "process lost")
 
-    def _reconcile_locked(self, c: Container) -> None:
+    def _reconcile_locked(self, c: Container, *, restart_followed: bool = False) -> None:
+        """Bring ``c`` in line with what runs. An exit found here whose restart policy asks for
+        a start gets a process that waits the backoff out, when nobody else will: conmon's exit
+        command follows it if conmon lives; ``restart_followed``: the caller does."""
         status = c.state.status
         if status in (RUNNING, PAUSED):
             seen = self._observed_exit(c)
             if seen is not None:
-                self._exit_locked(c, seen[0], seen[1])
+                monitored = is_conmon_of(c.state.conmon_pid, c.id)
+                self._exit_locked(c, seen.code, seen.error, rebooted=seen.rebooted)
+                if c.state.restart_pending and not (monitored or restart_followed):
+                    self._follow_restart(c)
         elif status == STARTING:
             # we hold the lock, so the process that was starting it is gone: finish its undo
             errors = self._cleanup(c)
@@ -659,7 +678,11 @@ class Engine:
 
     def reconcile(self) -> None:
         """Bring stored state in line with what runc and conmon say; finish broken starts,
-        removals and cleanups. Containers another process is acting on are left to it."""
+        removals and cleanups. Containers another process is acting on are left to it.
+
+        The first engine since boot also makes the restarts that were waiting out their
+        backoff when the host went down (their waiting processes went with it)."""
+        booted = not self._reconciled_marker.exists()
         self._check_store()
         if (self.layout.run / "firewall").is_dir():
             self.firewall().forget()  # looked at again once per engine, as dockerd does
@@ -669,8 +692,12 @@ class Engine:
                 state = read_json(paths.state)
             except (OSError, ValueError):
                 continue
-            if not isinstance(state, dict) or (state.get("status") not in (*ACTIVE, REMOVING)
-                                               and not state.get("cleanup_pending")):
+            if not isinstance(state, dict):
+                continue
+            orphaned_restart = booted and state.get("status") == DEAD \
+                and bool(state.get("restart_pending"))
+            if state.get("status") not in (*ACTIVE, REMOVING) \
+                    and not state.get("cleanup_pending") and not orphaned_restart:
                 continue
             try:
                 with file_lock(paths.lock, blocking=False) as got:
@@ -680,6 +707,11 @@ class Engine:
                     self._reconcile_locked(c)
                     if self._watcher and c.state.status in (RUNNING, PAUSED):
                         self._watcher.add(c)
+                    if orphaned_restart and c.state.status == DEAD and c.state.restart_pending:
+                        # as dockerd's start: at once, with the backoff begun anew
+                        c.state.restart_delay = 0.0
+                        self._save(c)
+                        self._follow_restart(c)
             except (CorralError, OSError) as exc:
                 logger.warning("reconcile of {} failed: {}", cid, exc)
         try:
@@ -768,13 +800,27 @@ class Engine:
         ``follow_restart`` (conmon's exit command) wait that long here and restart it, so the
         policy holds with no engine process alive."""
         with self._locked(ref) as c:
-            self._reconcile_locked(c)
+            self._reconcile_locked(c, restart_followed=True)
             delay = c.state.restart_delay if c.state.restart_pending else None
             cid = c.id
         if delay is not None and follow_restart:
             time.sleep(delay)
             self.restart_pending(cid)
         return delay
+
+    def _follow_restart(self, c: Container) -> None:
+        """Give the start ``c``'s restart policy asked for to a process that waits the
+        backoff out: this engine's watcher, or else a detached exit command (conmon's would
+        have, had conmon lived)."""
+        if self._watcher is not None:
+            self._watcher.restart_later(c.id, c.state.restart_delay)
+            return
+        from .exited import spawn_detached
+
+        try:
+            spawn_detached(self.layout.root, c.id)
+        except OSError as exc:
+            logger.warning("container {}: cannot follow its restart: {}", c.name, exc)
 
     def restart_pending(self, ref: str) -> bool:
         """Start a container whose restart policy asked for it, unless that was called off
@@ -808,9 +854,21 @@ class Engine:
                     self._save(c)
                 return
             c.state.manual_stop = True
-            self._save(c)
+            try:
+                self._save(c)  # first: a stop cut short by a crash must not restart it
+            except SystemFailure as exc:
+                # a full disk must not keep a container running: the signal goes first, the
+                # record of the stop comes with the exit's
+                logger.warning("container {}: stopping it all the same: {}", c.name, exc)
             grace = c.config.stop_timeout if timeout is None else timeout
-            self._terminate_locked(c, c.config.stop_signal, grace)
+            try:
+                self._terminate_locked(c, c.config.stop_signal, grace)
+            except SystemFailure as exc:
+                if c.state.status != DEAD:
+                    raise
+                # stopped and cleaned up, as Docker's stop; conmon's exit file keeps the code
+                # for the next look that can write the state
+                logger.warning("container {} stopped, but not recorded yet: {}", c.name, exc)
             self._emit("stop", c)
 
     def _terminate_locked(self, c: Container, sig: int, grace: float) -> None:
@@ -929,12 +987,23 @@ class Engine:
     def inspect(self, ref: str) -> dict[str, Any]:
         cid = self._resolve(ref)
         c = self._load(cid)
-        if c.state.status in (RUNNING, PAUSED) and self._observed_exit(c) is not None:
-            # an exit nobody has handled yet (its monitor died with it): as list() does
-            with contextlib.suppress(CorralError):
-                self.container_exited(cid)
-                c = self._load(cid)
+        if c.state.status in (RUNNING, PAUSED):
+            c = self._looked_at(c)  # an exit nobody has handled yet: as list() does
         return c.inspect()
+
+    def _looked_at(self, c: Container) -> Container:
+        """``c`` with an exit seen but not handled yet handled now; shown as seen when it
+        cannot be recorded (a full disk), though the record waits for the next look."""
+        seen = self._observed_exit(c)
+        if seen is None:
+            return c
+        try:
+            with self._locked(c.id) as locked:
+                self._reconcile_locked(locked)
+            return self._load(c.id)
+        except CorralError:
+            c.state.status, c.state.exit_code, c.state.pid = DEAD, seen.code, 0
+            return c
 
     def get(self, ref: str) -> Container:
         return self._load(self._resolve(ref))
@@ -946,15 +1015,15 @@ class Engine:
                 c = self._load(cid)
             except CorralError:
                 continue
-            if c.state.status in (RUNNING, PAUSED) and self._observed_exit(c) is not None:
-                with contextlib.suppress(CorralError):
-                    self.container_exited(cid)
-                    c = self._load(cid)
-            if not all and c.state.status not in (RUNNING, PAUSED):
-                continue
+            if c.state.status in (RUNNING, PAUSED):
+                c = self._looked_at(c)
+            restarting = c.state.status == DEAD and c.state.restart_pending
+            if not all and c.state.status not in (RUNNING, PAUSED) and not restarting:
+                continue  # as ``docker ps``: a container in its restart backoff is listed
             out.append({"Id": c.id, "Name": c.name, "Image": c.config.image_name,
                         "Command": " ".join(c.config.cmd), "Created": c.config.created,
                         "State": c.state.status, "ExitCode": c.state.exit_code,
+                        "Restarting": restarting,
                         "Health": c.state.health.get("Status", ""),
                         "StartedAt": c.state.started_at, "FinishedAt": c.state.finished_at,
                         # for ps's other columns and filters (engine.cli_format)
@@ -1286,6 +1355,7 @@ class _Transitions:
         e, c, ctx = self.engine, self.c, self.ctx
         assert ctx is not None
         c.state.manual_stop = False
+        c.state.restart_pending = False  # whoever starts it makes the restart a policy asked for
         c.state.error = c.state.error_step = ""
         e._save(c, event.model)  # a crash from here on is seen as ``starting`` and undone
         try:
@@ -1323,7 +1393,7 @@ class _Transitions:
         e, c = self.engine, self.c
         failure: StepFailure = event.kwargs["error"]
         c.state.steps = [r.to_dict() for r in failure.records]
-        c.state.exit_code = START_FAILED_EXIT_CODE
+        c.state.exit_code = exitcodes.start_failure_code(failure.step, str(failure.cause))
         c.state.error = str(failure)
         c.state.error_step = failure.step
         c.state.pid = c.state.conmon_pid = 0
@@ -1338,6 +1408,7 @@ class _Transitions:
                 f"undo of {step} failed: {exc}" for step, exc in failure.undo_errors)
         c.state.cleanup_pending = bool(failure.undo_errors)
         e._save(c, event.model)
+        _forget_exit_file(c)
         e._emit("die", c, exitCode=str(c.state.exit_code), error=c.state.error)
         e._enter(c, DEAD)
         if c.config.auto_remove:
@@ -1345,7 +1416,7 @@ class _Transitions:
 
     def on_exit(self, event: Any) -> None:
         e, c = self.engine, self.c
-        errors = e._cleanup(c, self.ctx)
+        errors = e._cleanup(c, self.ctx, keep_exit_file=True)
         left = [c.state.network, *c.state.extra_networks]
         c.state.ip = c.state.network = ""
         c.state.ports = []
@@ -1357,22 +1428,28 @@ class _Transitions:
         c.state.cleanup_pending = bool(errors)
         c.state.pid = c.state.conmon_pid = 0
         c.state.finished_at = now_rfc3339()
-        delay = next_delay(c.config.restart_policy, exit_code=c.state.exit_code,
-                           manual_stop=c.state.manual_stop,
-                           restart_count=c.state.restart_count,
-                           previous_delay=c.state.restart_delay,
-                           started_at=c.state.started_at, finished_at=c.state.finished_at)
+        if event.kwargs.get("rebooted"):
+            delay = after_reboot(c.config.restart_policy, manual_stop=c.state.manual_stop)
+        else:
+            delay = next_delay(c.config.restart_policy, exit_code=c.state.exit_code,
+                               manual_stop=c.state.manual_stop,
+                               restart_count=c.state.restart_count,
+                               previous_delay=c.state.restart_delay,
+                               started_at=c.state.started_at,
+                               finished_at=c.state.finished_at)
         c.state.restart_pending = delay is not None
         if delay is not None:
             c.state.restart_delay = delay
         try:
             e._save(c, event.model)
         except SystemFailure:
-            # the cleanup took conmon's exit file away: put the code back where the next look
-            # (stored state still says running) finds it
-            with contextlib.suppress(OSError):
-                c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
+            # the stored state still says running: leave the code where the next look finds
+            # it (conmon's exit file, kept so far; written here when no conmon left one)
+            if read_exit_code(c.paths.exit_file) is None:
+                with contextlib.suppress(OSError):
+                    c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
             raise
+        _forget_exit_file(c)
         e._sync_network_hosts(*left)
         e._emit("die", c, exitCode=str(c.state.exit_code))
         for net in left:
@@ -1427,6 +1504,20 @@ class _Transitions:
         self.c.state.error = event.kwargs.get("error", "")
         self.c.state.cleanup_pending = True  # the removal stopped at its cleanup, or after it
         self.engine._save(self.c, event.model)
+
+
+@dataclass(frozen=True)
+class _Exit:
+    """An exit seen by looking (the exit file, or a monitor found gone)."""
+
+    code: int
+    error: str = ""
+    rebooted: bool = False  # the run folder was emptied (a reboot): restart as at boot
+
+
+def _forget_exit_file(c: Container) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        c.paths.exit_file.unlink()
 
 
 def _wait_pid(pid: int, timeout: float) -> bool:
@@ -1509,9 +1600,7 @@ class _ExitWatcher:
         try:
             delay = self.engine.container_exited(cid)
             if delay is not None:
-                timer = threading.Timer(delay, self.engine.restart_pending, args=(cid,))
-                timer.daemon = True
-                timer.start()
+                self.restart_later(cid, delay)
             c = self.engine.get(cid)
             if c.state.status == DEAD:
                 # the exit may have been handled by conmon's exit command in another process:
@@ -1521,6 +1610,12 @@ class _ExitWatcher:
             pass
         except Exception:
             logger.exception("handling the exit of {} failed", cid)
+
+    def restart_later(self, cid: str, delay: float) -> None:
+        """Start ``cid`` after ``delay`` seconds, if its restart is still pending then."""
+        timer = threading.Timer(delay, self.engine.restart_pending, args=(cid,))
+        timer.daemon = True
+        timer.start()
 
     def close(self) -> None:
         with self._lock:

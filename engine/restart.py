@@ -37,3 +37,13 @@ def next_delay(policy: dict[str, Any], *, exit_code: int, manual_stop: bool,
     if _seconds_between(started_at, finished_at) >= RESET_AFTER or previous_delay <= 0:
         return INITIAL_DELAY
     return min(previous_delay * 2, MAX_DELAY)
+
+
+def after_reboot(policy: dict[str, Any], *, manual_stop: bool) -> float | None:
+    """The delay of the start a container that ran when the host went down gets from the first
+    engine after it, as dockerd's start gives one: at once for ``always`` and
+    ``unless-stopped``; ``on-failure`` waits for a failure of the container's own (a reboot
+    is none), and a container the user stopped stays stopped."""
+    if manual_stop or policy.get("Name", "no") not in ("always", "unless-stopped"):
+        return None
+    return 0.0

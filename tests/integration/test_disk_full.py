@@ -108,9 +108,8 @@ def test_every_writing_operation_fails_clearly_and_keeps_old_state(small_root: P
         assert eng.inspect(kept)["State"]["Status"] == "created"
         assert probe.leaks(kept) == []
 
-        for op, cid, status in ((eng.pause, runner, "running"), (eng.unpause, frozen, "paused"),
-                                (lambda c: eng.stop(c, timeout=0), runner, "running"),
-                                (lambda c: eng.stop(c, timeout=0), frozen, "paused")):
+        # (stop still stops, full disk or not: test_docker_state.py)
+        for op, cid, status in ((eng.pause, runner, "running"), (eng.unpause, frozen, "paused")):
             with pytest.raises(SystemFailure) as info:
                 op(cid)
             assert_no_space(info.value, small_root)
@@ -141,8 +140,8 @@ def test_exit_with_a_full_disk_is_recorded_once_space_is_back(small_root: Path) 
     probe = LeakProbe(eng.layout)
     cleanup = eng._cleanup
 
-    def cleanup_then_fill(c, ctx=None):
-        errors = cleanup(c, ctx)
+    def cleanup_then_fill(c, ctx=None, **kwargs):
+        errors = cleanup(c, ctx, **kwargs)
         fill(small_root)
         return errors
 
