@@ -818,6 +818,9 @@ class Engine:
         from .exited import spawn_detached
 
         try:
+            # the exit command takes a root without its run folder for one torn down, and
+            # after a reboot this command may not have made it yet
+            self.layout.run.mkdir(parents=True, exist_ok=True, mode=0o700)
             spawn_detached(self.layout.root, c.id)
         except OSError as exc:
             logger.warning("container {}: cannot follow its restart: {}", c.name, exc)
