@@ -655,6 +655,7 @@ class Engine:
             seen = self._observed_exit(c)
             if seen is not None:
                 monitored = is_conmon_of(c.state.conmon_pid, c.id)
+                c.state.manual_stop |= _stop_marker(c).exists()
                 self._exit_locked(c, seen.code, seen.error, rebooted=seen.rebooted)
                 if c.state.restart_pending and not (monitored or restart_followed):
                     self._follow_restart(c)
@@ -946,8 +947,7 @@ class Engine:
         errors = self._cleanup(c)
         if errors:
             raise SystemFailure(f"cannot remove container {c.name}: {'; '.join(errors)}")
-        with contextlib.suppress(FileNotFoundError):
-            c.paths.exit_file.unlink()
+        _forget_exit_file(c)
         # rename first, so no reader ever sees a half-deleted folder as a container
         trash = self.layout.containers / f".trash-{c.id}"
         os.rename(c.paths.dir, trash)
@@ -1448,9 +1448,11 @@ class _Transitions:
         except SystemFailure:
             # the stored state still says running: leave the code where the next look finds
             # it (conmon's exit file, kept so far; written here when no conmon left one)
-            if read_exit_code(c.paths.exit_file) is None:
-                with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):
+                if read_exit_code(c.paths.exit_file) is None:
                     c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
+                if c.state.manual_stop:  # nor must that look restart what the user stopped
+                    _stop_marker(c).touch()
             raise
         _forget_exit_file(c)
         e._sync_network_hosts(*left)
@@ -1518,9 +1520,16 @@ class _Exit:
     rebooted: bool = False  # the run folder was emptied (a reboot): restart as at boot
 
 
+def _stop_marker(c: Container) -> Path:
+    """Beside conmon's exit file (in the run folder): the user stopped this exit, which the
+    state file could not say (a full disk)."""
+    return c.paths.exit_file.with_name(c.paths.exit_file.name + ".stopped")
+
+
 def _forget_exit_file(c: Container) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        c.paths.exit_file.unlink()
+    for path in (c.paths.exit_file, _stop_marker(c)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _wait_pid(pid: int, timeout: float) -> bool:

@@ -316,12 +316,22 @@ def test_stop_on_a_full_disk_stops_the_container(small_root: Path) -> None:  # n
     probe = LeakProbe(eng.layout)
     try:
         image = eng.images.busybox().name
-        running = eng.create(image, ["/bin/sleep", "300"], name="running", network="none")
+        # under a restart policy: the stop the state file cannot hold must still be final
+        running = eng.create(image, ["/bin/sleep", "300"], name="running", network="none",
+                             restart="always")
         eng.start(running)
         frozen = eng.create(image, ["/bin/sleep", "300"], name="frozen", network="none")
         eng.start(frozen)
         eng.pause(frozen)
         pids = {cid: eng.get(cid).state.pid for cid in (running, frozen)}
+        cleanup = eng._cleanup
+
+        def cleanup_then_fill(c, ctx=None, **kwargs):  # the disk stays full for the record
+            errors = cleanup(c, ctx, **kwargs)
+            fill(small_root)
+            return errors
+
+        eng._cleanup = cleanup_then_fill  # type: ignore[method-assign]
         fill(small_root)
         for cid in (running, frozen):
             eng.stop(cid, timeout=0)
@@ -329,12 +339,19 @@ def test_stop_on_a_full_disk_stops_the_container(small_root: Path) -> None:  # n
             assert eng.runtime.state(cid) is None
             state = eng.inspect(cid)["State"]  # as it is, though not recorded yet
             assert (state["Status"], state["ExitCode"]) == ("dead", 137)
+            assert stored(small_root, cid)["status"] in ("running", "paused")
+        eng._cleanup = cleanup  # type: ignore[method-assign]
         (small_root / "filler").unlink()
         for cid in (running, frozen):
             state = eng.inspect(cid)["State"]
             assert (state["Status"], state["ExitCode"]) == ("dead", 137)
             assert stored(small_root, cid)["status"] == "dead"
             assert probe.leaks(cid) == []
+        time.sleep(1.0)  # conmon's exit command has looked too: nothing restarts it
+        st = stored(small_root, running)
+        assert (st["status"], st["manual_stop"], st["restart_pending"]) == ("dead", True, False)
+        assert not list(eng.layout.exits.iterdir())
+        for cid in (running, frozen):
             eng.start(cid)
             eng.remove(cid, force=True)
     finally:
