@@ -67,8 +67,11 @@ def spawn_monitor(root: Path, cid: str) -> int:
 
 
 def stop_monitor(pid: int, cid: str) -> None:
-    """Kill the monitor of ``cid`` if it is still there (idempotent, never another process)."""
-    if not process_alive(pid):
+    """Kill the monitor of ``cid`` if it is still there (idempotent, never another process).
+
+    Not the caller: a monitor that finds its container's conmon gone handles that exit, and
+    must live through the cleanup it runs."""
+    if pid == os.getpid() or not process_alive(pid):
         return
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

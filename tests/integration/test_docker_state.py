@@ -205,6 +205,29 @@ def test_killed_conmon_is_restarted_by_an_embedded_engine(root_dir: Path) -> Non
         eng.close()
 
 
+def test_killed_conmon_is_noticed_by_the_health_monitor(root_dir: Path) -> None:
+    eng = Engine(root_dir, watch=False)
+    try:
+        cid = eng.create(eng.images.busybox().name, ["/bin/sleep", "300"], restart="always",
+                         network="none", healthcheck={"test": ["CMD", "true"],
+                                                      "interval": 0.2})
+        eng.start(cid)
+        first = eng.get(cid).state
+    finally:
+        eng.close()
+    os.kill(first.conmon_pid, signal.SIGKILL)
+    # no engine alive, no command: the health monitor's next check finds the exit
+
+    def restarted() -> bool:
+        st = stored(root_dir, cid)
+        return st["status"] == "running" and st["pid"] not in (0, first.pid)
+
+    wait_for(restarted, timeout=30, what="restarted after its monitor was lost")
+    assert not process_alive(first.health_pid)
+    corral(root_dir, "rm", "-f", cid)
+    assert LeakProbe(Layout.for_root(root_dir)).leaks(cid, removed=True) == []
+
+
 def simulate_reboot(root: Path) -> None:
     """What a reboot does to a root: every process of its containers gone (conmon first, so
     no exit command runs), its mounts and cgroups gone, its run folder in /run gone."""
