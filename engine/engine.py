@@ -1004,6 +1004,8 @@ class Engine:
             with self._locked(c.id) as locked:
                 self._reconcile_locked(locked)
             return self._load(c.id)
+        except NotFound:
+            raise  # removed meanwhile
         except CorralError:
             c.state.status, c.state.exit_code, c.state.pid = DEAD, seen.code, 0
             return c
@@ -1019,7 +1021,10 @@ class Engine:
             except CorralError:
                 continue
             if c.state.status in (RUNNING, PAUSED):
-                c = self._looked_at(c)
+                try:
+                    c = self._looked_at(c)
+                except NotFound:
+                    continue
             restarting = c.state.status == DEAD and c.state.restart_pending
             if not all and c.state.status not in (RUNNING, PAUSED) and not restarting:
                 continue  # as ``docker ps``: a container in its restart backoff is listed
