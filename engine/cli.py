@@ -474,8 +474,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
     show_all = args.all or bool(limit) or wanted.wants_all
     every = eng.list(all=True)  # the engine reads every container's state either way
     wanted.bind(every)
-    infos = [i for i in every
-             if (show_all or i["State"] in ("running", "paused")) and wanted(i)]
+    # a container in its restart backoff is listed too, as docker ps lists a restarting one
+    infos = [i for i in every if (show_all or i["State"] in ("running", "paused")
+                                  or i.get("Restarting")) and wanted(i)]
     if limit:
         infos = infos[:limit]
 
