@@ -601,7 +601,7 @@ class Engine:
         """Undo every start step (idempotent); return what could not be undone.
 
         conmon's exit file goes last, unless kept (``keep_exit_file``) for the caller to remove
-        once the exit is recorded: a crash before that leaves the code to the next look."""
+        when it records the exit: a crash in the cleanup leaves the code to the next look."""
         kill_exec_sessions(c.state.exec_sessions)
         c.state.exec_sessions = []
         health.stop_monitor(c.state.health_pid, c.id)
@@ -1415,8 +1415,8 @@ class _Transitions:
             c.state.error += f"; {CLEANUP_INCOMPLETE}: " + "; ".join(
                 f"undo of {step} failed: {exc}" for step, exc in failure.undo_errors)
         c.state.cleanup_pending = bool(failure.undo_errors)
-        e._save(c, event.model)
         _forget_exit_file(c)
+        e._save(c, event.model)
         e._emit("die", c, exitCode=str(c.state.exit_code), error=c.state.error)
         e._enter(c, DEAD)
         if c.config.auto_remove:
@@ -1448,18 +1448,18 @@ class _Transitions:
         c.state.restart_pending = delay is not None
         if delay is not None:
             c.state.restart_delay = delay
+        # kept through the cleanup, which a crash may cut short; gone before the record, so
+        # whoever reads ``dead`` finds nothing of the run left
+        _forget_exit_file(c)
         try:
             e._save(c, event.model)
         except SystemFailure:
-            # the stored state still says running: leave the code where the next look finds
-            # it (conmon's exit file, kept so far; written here when no conmon left one)
+            # the stored state still says running: leave the code where the next look finds it
             with contextlib.suppress(OSError):
-                if read_exit_code(c.paths.exit_file) is None:
-                    c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
+                c.paths.exit_file.write_text(f"{c.state.exit_code}\n")
                 if c.state.manual_stop:  # nor must that look restart what the user stopped
                     _stop_marker(c).touch()
             raise
-        _forget_exit_file(c)
         e._sync_network_hosts(*left)
         e._emit("die", c, exitCode=str(c.state.exit_code))
         for net in left:

@@ -387,7 +387,7 @@ class StartProcess:
                 ctx.foreground.wait(timeout=10)
         ctx.runtime.delete(ctx.cid)  # --force kills whatever of it still runs
         stop_conmon(ctx.conmon_pid or read_pid(p.conmon_pid), ctx.cid)
-        # conmon's exit file is the engine's to remove, once the exit is recorded
+        # conmon's exit file is the engine's to remove, when it records the exit
         for f in (p.pidfile, p.conmon_pid, p.runtime_log, runtime_pidfile_tmp(p.pidfile)):
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
