@@ -1,10 +1,12 @@
 # corral: `make demo` and `make test` work on a fresh Debian 12 machine as root.
 # They install the Debian packages they need when missing, make .venv/, install corral there.
+# DEBS: the package of every program the engine runs (engine/programs.py lists them, and
+# tests/integration/test_program_packages.py checks each comes from a package named here).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := runc conmon busybox-static graphviz
+DEBS := runc conmon nftables busybox-static graphviz
 ROOT ?= /var/lib/corral-demo
 STAMP := $(VENV)/.installed
 

@@ -146,11 +146,23 @@ def container_status(info: dict[str, Any], now: float) -> str:
 # -- engine access --------------------------------------------------------------------------
 
 
+# commands that only look: on a root never made they make nothing (no folder, run folder,
+# bridge or firewall table), as ``ls`` of a missing folder makes none
+READ_ONLY = {"ps", "ls", "inspect", "images", "image ls", "image list", "image inspect",
+             "network ls", "network list", "volume ls", "volume list", "volume inspect"}
+
+
 def _engine(args: argparse.Namespace, **kwargs: Any) -> Engine:
     from .engine import Engine
 
     kwargs.setdefault("watch", False)
     kwargs.setdefault("reconcile", "touched")
+    command = " ".join(filter(None, (args.command_name, getattr(
+        args, f"{args.command_name}_command", None))))
+    if command in READ_ONLY:
+        from .paths import Layout
+
+        kwargs.setdefault("make_layout", Layout.for_root(args.root).root.is_dir())
     return Engine(args.root, **kwargs)
 
 
@@ -1075,6 +1087,9 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
     from . import cli_compose
 
     cli_compose.register(add, sub, _engine)
+    from . import cli_system
+
+    cli_system.register(add, sub, _engine)
 
     p = add("graph", cmd_graph, "draw the lifecycle machine, a container's history, or a "
             "deployment (Mermaid on stdout unless -o or --format says otherwise)")

@@ -411,7 +411,7 @@ class Engine:
             if not other:
                 raise InvalidParameter(f"invalid network mode: {mode!r}")
             self._resolve(other)  # NotFound names it
-        elif bridge:
+        elif bridge and (ip or mode != DEFAULT_NETWORK):  # the default one is made by a start
             net = self.networks.get(mode)
             if ip:
                 self.networks.leases(net).check_static(ip)
@@ -721,7 +721,10 @@ class Engine:
         except (CorralError, OSError) as exc:
             logger.warning("sweep of orphaned runtime state failed: {}", exc)
             return
-        with contextlib.suppress(OSError):
+        if not self._ids():
+            return  # nothing to remember: a root with no container has no run folder
+        with contextlib.suppress(OSError, CorralError):
+            self.layout.run.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write_json(self._reconciled_marker, {"time": now_rfc3339()})
 
     @property
@@ -1191,8 +1194,8 @@ class Engine:
 
     def network_list(self) -> list[Network]:
         nets = self.networks.list()
-        if not any(n.name == DEFAULT_NETWORK for n in nets):
-            nets.insert(0, self.networks.default())
+        if not any(n.name == DEFAULT_NETWORK for n in nets):  # listed, not made
+            nets.insert(0, self.networks.default(define=False))
         return nets
 
     def _network_users(self, net: Network) -> list[str]:
@@ -1307,6 +1310,16 @@ class Engine:
         if include_default and not self.networks.list():
             self.firewall().delete()
         return removed
+
+    def reset(self, *, volumes: bool = False) -> Any:
+        """``corral system reset``: stop and remove every container, network and host object
+        of this root (``engine.system.reset``); images are kept, volumes unless ``volumes``.
+        Returns the ``ResetReport``; the engine stays usable."""
+        from .system import reset
+
+        report = reset(self.layout.root, volumes=volumes)
+        self.layout.ensure()
+        return report
 
     # -- volumes -----------------------------------------------------------------------------
 

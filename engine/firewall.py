@@ -30,7 +30,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import programs
 from .errors import Conflict, InvalidParameter, SystemFailure
 
 TABLE_PREFIX = "corral_"
@@ -333,22 +333,32 @@ class Firewall:
         self.table = table
         self.lock_path = lock_path
         self.memo = memo
-        self.nft = nft or shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+        self.nft = nft or programs.find("nft")
         self._ref = f"{FAMILY} {table}"
 
     # -- plumbing --
 
     def _run(self, args: list[str], script: str | None = None) -> str:
-        if self.nft is None:
-            raise FirewallFailure("nft not found (install the nftables package)")
         try:
-            proc = subprocess.run([self.nft, *args], input=script, capture_output=True,
-                                  text=True, timeout=30, check=False)
+            proc = subprocess.run([self.nft or "nft", *args], input=script,
+                                  capture_output=True, text=True, timeout=30, check=False)
+        except (FileNotFoundError, PermissionError) as exc:
+            try:
+                programs.require("nft", self.nft)
+            except programs.ProgramMissing as missing:
+                raise FirewallFailure(str(missing)) from exc
+            raise FirewallFailure(f"nft {' '.join(args)}: {exc}") from exc
         except (OSError, subprocess.SubprocessError) as exc:
             raise FirewallFailure(f"nft {' '.join(args)}: {exc}") from exc
         if proc.returncode != 0:
             raise FirewallFailure(f"nft: {_nft_message(proc.stderr)}")
         return proc.stdout
+
+    def _cannot_run(self) -> bool:
+        """No nft to run: then no rule of ours can be there either (none could be added), and
+        what removes rules has nothing to do, so that a start refused for the missing nft is
+        undone, and its container removed, without it."""
+        return self.nft is None or not os.access(self.nft, os.X_OK)
 
     def _apply(self, commands: list[str]) -> None:
         if commands:
@@ -506,6 +516,8 @@ class Firewall:
         network = str(_check_subnet(subnet))
         t = self._ref
         self.forget()
+        if self._cannot_run():
+            return
         with self._locked():
             objects = self._listing()
             rules = [r for r in self._rules("outbound", objects)
@@ -539,6 +551,8 @@ class Firewall:
     def delete(self) -> None:
         """Drop the table and with it every rule of this root. Idempotent."""
         self.forget()
+        if self._cannot_run():
+            return
         with self._locked():
             # "add" first makes the delete succeed on a missing table, in one transaction
             self._apply([f"add table {self._ref}", f"delete table {self._ref}"])
@@ -637,6 +651,8 @@ class Firewall:
         """Remove every rule tagged with ``container_id``; returns how many. Idempotent, and a
         missing table counts as nothing to remove."""
         _check_id(container_id)
+        if self._cannot_run():
+            return 0
         with self._locked():
             rules = [r for r in self._rules("published", self._listing())
                      if r.get("comment") == f"{CTR_TAG}{container_id}"]

@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import sparse, store
+from . import programs, sparse, store
 from .errors import Conflict, InvalidParameter, NotFound, SystemFailure
 from .log import logger
 from .unpack import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, unpack_tar
 
 __all__ = ["BUSYBOX", "Image", "ImageStore", "validate_name"]
 
-BUSYBOX = Path("/usr/bin/busybox")
+BUSYBOX = Path(programs.find("busybox") or "/usr/bin/busybox")
 MAX_NAME_LENGTH = 255
 TMP_PREFIX = ".tmp-"
 METADATA = "image.json"
@@ -370,7 +370,9 @@ def _fill_busybox(rootfs: Path) -> int:
             timeout=30,
         ).stdout
     except FileNotFoundError as exc:
-        raise SystemFailure(f"{BUSYBOX} not found: install the busybox-static package") from exc
+        raise programs.ProgramMissing(
+            f"{BUSYBOX} not found: install the Debian package "
+            f"{programs.PROGRAMS['busybox'].package}") from exc
     except (OSError, subprocess.SubprocessError) as exc:
         raise SystemFailure(f"cannot list the applets of {BUSYBOX}: {exc}") from exc
     try:

@@ -12,14 +12,13 @@ import contextlib
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import logfiles
+from . import logfiles, programs
 from .errors import SystemFailure
 from .runtime import last_runtime_error, process_alive
 
@@ -31,7 +30,7 @@ class MonitorFailure(SystemFailure):
 
 
 def find_conmon() -> str | None:
-    return shutil.which("conmon") or shutil.which("conmon", path="/usr/bin:/usr/libexec/podman")
+    return programs.find("conmon")
 
 
 @dataclass(frozen=True)

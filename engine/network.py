@@ -64,6 +64,7 @@ __all__ = [
     "ensure_bridge",
     "host_routes",
     "link_exists",
+    "links_with_alias",
     "list_links",
     "list_netns",
     "netns_exists",
@@ -263,9 +264,10 @@ def _interface(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
 # --- bridges ---------------------------------------------------------------------------------
 
 
-def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500) -> None:
+def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500, alias: str | None = None) -> None:
     """Make bridge ``name`` exist, hold ``gateway_cidr`` and be up. Idempotent, and safe when
-    several processes do it at once (whoever loses the race finds it made)."""
+    several processes do it at once (whoever loses the race finds it made). ``alias`` (the
+    link's ifalias) tags its owner, for ``links_with_alias``."""
     _valid_ifname(name, "bridge name")
     gateway = _interface(gateway_cidr)
     _, netlink_error = _pyroute2()
@@ -286,7 +288,21 @@ def ensure_bridge(name: str, gateway_cidr: str, mtu: int = 1500) -> None:
         except netlink_error as e:
             if e.code != errno.EEXIST:
                 raise
+        if alias is not None:
+            ipr.link("set", index=index, ifalias=alias)
         ipr.link("set", index=index, state="up")
+
+
+def links_with_alias(prefix: str) -> list[str]:
+    """Names of the host's links whose ifalias starts with ``prefix`` (read from sysfs, so
+    without pyroute2)."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir("/sys/class/net"):
+            with contextlib.suppress(OSError):
+                if Path(entry.path, "ifalias").read_text().startswith(prefix):
+                    found.append(entry.name)
+    return sorted(found)
 
 
 def delete_bridge(name: str) -> None:

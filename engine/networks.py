@@ -59,6 +59,13 @@ class Network:
         }
 
 
+def bridge_alias(layout: Layout, name: str = "") -> str:
+    """The ifalias of a network's bridge: it names the root's tag, so the bridges of a root
+    are found again when its folder is gone (``corral system reset``). With no ``name``, the
+    prefix every bridge of the root has."""
+    return f"corral {layout.run.name} {name}" if name else f"corral {layout.run.name} "
+
+
 def _host_lock() -> Path:
     RUN_BASE.mkdir(parents=True, exist_ok=True)
     return RUN_BASE / "subnets.lock"
@@ -102,8 +109,10 @@ class NetworkStore:
             return found[0]
         raise NotFound(f"network {ref} not found")
 
-    def default(self) -> Network:
-        """The default bridge network, defined (and its bridge made) on first use."""
+    def default(self, *, define: bool = True) -> Network:
+        """The default bridge network, defined (and its bridge made) on first use. With
+        ``define=False`` nothing is made: a network not defined yet comes back as it will be,
+        with its subnet empty unless one was chosen (for listings, which must not make it)."""
         net = self._load(DEFAULT_NETWORK)
         if net is not None:
             return net
@@ -114,6 +123,9 @@ class NetworkStore:
         # before its first use; otherwise a free one is picked
         subnet = os.environ.get("CORRAL_BRIDGE_SUBNET") or None
         gateway = os.environ.get("CORRAL_BRIDGE_GATEWAY") or None
+        if not define:
+            return Network(name=DEFAULT_NETWORK, id=self._id(DEFAULT_NETWORK), subnet=subnet or "",
+                           gateway=gateway or "", bridge=bridge, created="")
         return self._define(DEFAULT_NETWORK, subnet, gateway, {}, bridge=bridge,
                             preferred=DEFAULT_SUBNET if default_root else None)
 
@@ -126,6 +138,12 @@ class NetworkStore:
         if self._load(name) is not None:
             raise Conflict(f"network with name {name} already exists")
         return self._define(name, subnet, gateway, labels or {}, self._bridge_name(name))
+
+    def _id(self, name: str) -> str:
+        # the default network's id is known before it is defined, so a listing can show it
+        if name == DEFAULT_NETWORK:
+            return hashlib.sha256(f"{self.layout.root}\0{name}\0id".encode()).hexdigest()
+        return hashlib.sha256(os.urandom(32)).hexdigest()
 
     def _bridge_name(self, name: str) -> str:
         digest = hashlib.sha256(f"{self.layout.root}\0{name}".encode()).hexdigest()
@@ -155,10 +173,11 @@ class NetworkStore:
             else:
                 net_subnet = _pick_subnet(taken, preferred, netdriver.overlapping_route)
             gw = _gateway(net_subnet, gateway)
-            net = Network(name=name, id=hashlib.sha256(os.urandom(32)).hexdigest(),
+            net = Network(name=name, id=self._id(name),
                           subnet=str(net_subnet), gateway=gw, bridge=bridge,
                           created=now_rfc3339(), labels=labels)
-            netdriver.ensure_bridge(bridge, f"{gw}/{net_subnet.prefixlen}")
+            netdriver.ensure_bridge(bridge, f"{gw}/{net_subnet.prefixlen}",
+                                    alias=bridge_alias(self.layout, name))
             try:
                 atomic_write_json(self._path(name), net.to_dict())
             except BaseException:

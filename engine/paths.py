@@ -59,7 +59,13 @@ class Layout:
         return ContainerPaths(self.containers / cid, self.exits / cid)
 
     def ensure(self) -> None:
-        for d in (self.containers, self.names, self.runc_root, self.exits, self.sockets):
+        for d in (self.containers, self.names):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def ensure_run(self) -> None:
+        """The run folder, made by the first start: a root with nothing started leaves none
+        (a failed first start, a listing, a ``network create``)."""
+        for d in (self.runc_root, self.exits, self.sockets):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 

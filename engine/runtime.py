@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SystemFailure
+from .programs import PROGRAMS, find
 
 DEFAULT_RUNTIME = "runc"
 
@@ -23,6 +24,9 @@ class RuntimeFailure(SystemFailure):
 
 
 def find_runtime(name: str = DEFAULT_RUNTIME) -> str | None:
+    """runc from the registry of programs; another OCI runtime (``crun``...) by its name."""
+    if name in PROGRAMS:
+        return find(name)
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import health, logopts, mounts, netsteps
+from . import health, logopts, mounts, netsteps, programs
 from .config import DEFAULT_PATH, parse_link
 from .container import Container
 from .errors import Conflict, InvalidParameter, SystemFailure
@@ -110,6 +110,8 @@ class VerifySettings:
         if ctx.monitor is not None and not ctx.interactive and not Path(
                 ctx.monitor.conmon).exists():
             raise SystemFailure(f"conmon {ctx.monitor.conmon} is not installed")
+        if netsteps.is_bridge_mode(c.network_mode):  # before the network step makes a bridge
+            programs.require("nft", ctx.firewall().nft)
         needed = ["freezer", "pids", "devices"]
         if c.memory:
             needed.append("memory")
@@ -348,6 +350,7 @@ class StartProcess:
         ctx.spec.ipc = ctx.ipc
         ctx.spec.mounts = list(ctx.mounts)
         write_spec(ctx.paths.bundle, build_spec(ctx.spec))
+        ctx.layout.ensure_run()
         for f in (ctx.paths.exit_file, ctx.paths.pidfile, ctx.paths.conmon_pid,
                   runtime_pidfile_tmp(ctx.paths.pidfile)):
             with contextlib.suppress(FileNotFoundError):

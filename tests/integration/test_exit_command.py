@@ -24,8 +24,10 @@ CID = "ab" * 32
 
 @pytest.fixture
 def layout(root_dir: Path) -> Layout:
-    Engine(root_dir, watch=False).close()  # the root's folders, run folder included
-    return Layout.for_root(root_dir)
+    Engine(root_dir, watch=False).close()  # the root's folders
+    layout = Layout.for_root(root_dir)
+    layout.ensure_run()  # as the first start makes it
+    return layout
 
 
 def put_state(layout: Layout, state: object) -> None:

@@ -30,7 +30,7 @@ def corral(root: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 @pytest.fixture
 def image(root_dir: Path) -> str:
-    eng = Engine(root_dir, watch=False)  # a full reconcile: the run folder's marker is made
+    eng = Engine(root_dir, watch=False)  # a full reconcile (no marker yet: no container)
     try:
         return eng.images.busybox().name
     finally:
@@ -41,9 +41,10 @@ def image(root_dir: Path) -> str:
 def test_start_killed_half_way_is_finished_by_the_next_command(root_dir: Path, image: str,
                                                                point: str) -> None:
     layout = Layout.for_root(root_dir)
-    assert (layout.run / "reconciled").exists()  # so the commands below reconcile lazily
     cid = corral(root_dir, "create", image, "/bin/sleep", "300").stdout.strip()
     crash_at(root_dir, cid, f"pause:{point}")
+    # made by the first engine that found a container: the commands below reconcile lazily
+    assert (layout.run / "reconciled").exists()
     assert read_json(layout.container(cid).state)["status"] == "starting"
     assert LeakProbe(layout).leaks(cid)  # the crash left something behind
 
@@ -89,6 +90,8 @@ def test_name_claimed_by_a_killed_create_is_released_when_needed(root_dir: Path,
 
 def test_first_engine_since_boot_reconciles_everything(root_dir: Path, image: str) -> None:
     layout = Layout.for_root(root_dir)
+    corral(root_dir, "create", image, "true")
+    corral(root_dir, "ps")  # a root with a container keeps the marker of its full reconcile
     _claim(layout, "stale", "e" * 64, age=STALE_AGE + 5)
     (layout.run / "reconciled").unlink()  # as after a reboot, which empties /run
     corral(root_dir, "ps")
