@@ -99,14 +99,15 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
-def human_size(size: float) -> str:
-    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, e.g. ``1.23MB``."""
+def human_size(size: float, precision: int = 3) -> str:
+    """Docker's ``units.HumanSizeWithPrecision(size, 3)``: decimal units, e.g. ``1.23MB``
+    (``units.HumanSize`` with ``precision`` 4)."""
     units = ("B", "kB", "MB", "GB", "TB", "PB")
     i = 0
     while size >= 1000 and i < len(units) - 1:
         size /= 1000
         i += 1
-    return f"{size:.3g}{units[i]}"
+    return f"{size:.{precision}g}{units[i]}"
 
 
 def _epoch(stamp: str) -> float | None:

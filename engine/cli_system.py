@@ -40,16 +40,6 @@ def _section(title: str, items: list[str]) -> None:
         sys.stdout.write(f"{title}:\n" + "".join(f"{i}\n" for i in items) + "\n")
 
 
-def human_size(size: float) -> str:
-    """Docker's ``units.HumanSize`` (4 significant digits, decimal units), as prune prints."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB")
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return f"{size:.4g}{units[i]}"
-
-
 def cmd_reset(args: argparse.Namespace) -> int:
     from .paths import Layout
     from .system import reset
@@ -74,6 +64,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace, engine_factory: Callable[..., Any]) -> int:
+    from .cli import human_size
     from .paths import Layout
     from .system import PruneReport, prune
 
@@ -89,7 +80,7 @@ def cmd_prune(args: argparse.Namespace, engine_factory: Callable[..., Any]) -> i
         report = PruneReport()  # a root never made holds nothing to prune, and stays unmade
     _section("Deleted Containers", report.containers)
     _section("Deleted Networks", report.networks)
-    sys.stdout.write(f"Total reclaimed space: {human_size(report.reclaimed)}\n")
+    sys.stdout.write(f"Total reclaimed space: {human_size(report.reclaimed, 4)}\n")
     for error in report.errors:
         sys.stderr.write(f"Error: {error}\n")
     return 1 if report.errors else 0

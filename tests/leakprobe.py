@@ -31,6 +31,12 @@ def _cmdlines() -> dict[int, bytes]:
     return out
 
 
+def processes_mentioning(text: str) -> list[str]:
+    """``pid: command line`` of each process (but this one) whose command line holds ``text``."""
+    return [f"{pid}: {' '.join(a.decode(errors='replace') for a in cmd.split(bytes(1)))}"
+            for pid, cmd in _cmdlines().items() if pid != os.getpid() and text.encode() in cmd]
+
+
 def _cgroup_members(cid: str) -> list[int]:
     """Live processes in the container's cgroups. A zombie holds nothing but its pid, and
     reaping it is the job of its parent (init, once conmon is gone), not the engine's."""

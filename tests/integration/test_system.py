@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from leakprobe import LeakProbe
+from leakprobe import LeakProbe, processes_mentioning
 from schemas import OCI_SCHEMA
 
 from engine import Engine, StartFailed
@@ -59,25 +59,6 @@ def _nft_table_exists(layout: Layout) -> bool:
     return r.returncode == 0
 
 
-def _mounts_under(*dirs: Path) -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        points = [line.split(" ", 5)[4] for line in f]
-    return [p for p in points if any(p == str(d) or p.startswith(f"{d}/") for d in dirs)]
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmd:
-                found.append(f"{entry.name}: {cmd}")
-    return found
-
-
 def host_objects(layout: Layout, cids: list[str] = ()) -> list[str]:  # type: ignore[assignment]
     """Every host object of the root named from its tag, and of containers ``cids``."""
     found = [f"bridge {b}" for b in links_with_alias(bridge_alias(layout))]
@@ -88,8 +69,8 @@ def host_objects(layout: Layout, cids: list[str] = ()) -> list[str]:  # type: ig
         found.append(f"nft table corral_{layout.run.name}")
     if layout.run.exists():
         found.append(f"run folder {layout.run}")
-    found += [f"mount {m}" for m in _mounts_under(layout.root, layout.run)]
-    found += [f"process {p}" for p in _processes_mentioning(str(layout.run))]
+    found += [f"mount {m}" for m in LeakProbe(layout).mounts()]
+    found += [f"process {p}" for p in processes_mentioning(str(layout.run))]
     for cid in cids:
         if Path("/run/netns", netns_name(cid)).exists():
             found.append(f"netns {netns_name(cid)}")
@@ -250,28 +231,16 @@ def test_reset_asks_unless_forced(populated: tuple[Corral, list[str]]) -> None:
 
 
 def _with_terminal(c: Corral, answer: bytes, *args: str) -> tuple[int, bytes]:
-    """Run ``corral ARGS`` with a terminal as its stdin and stdout; type ``answer``."""
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.execve(sys.executable, c.argv(*args), c.env)
-    output = b""
-    typed = False
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-        if not typed and b"[y/N]" in output:
-            os.write(fd, answer)
-            typed = True
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output
+    """Run ``corral ARGS`` with a terminal as its stdin, on which ``answer`` is typed."""
+    master, terminal = os.openpty()
+    try:
+        os.write(master, answer)  # kept by the terminal until the question reads it
+        r = subprocess.run(c.argv(*args), stdin=terminal, capture_output=True, env=c.env,
+                           cwd=REPO, timeout=60)
+    finally:
+        os.close(master)
+        os.close(terminal)
+    return r.returncode, r.stdout + r.stderr
 
 
 def test_reset_through_the_api(root_dir: Path) -> None:
