@@ -7,13 +7,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBS := runc conmon nftables busybox-static graphviz
+# what the tests run besides: ip (not in a minimal Debian)
+TEST_DEBS := iproute2
 ROOT ?= /var/lib/corral-demo
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit integration lint bench deps venv clean
 
 deps:
-	@missing=""; for p in $(DEBS); do \
+	@missing=""; for p in $(DEBS) $(TEST_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,11 +16,15 @@ from engine import programs
 REPO = Path(__file__).resolve().parents[2]
 
 
-def makefile_debs() -> set[str]:
+# what the tests themselves run, beyond the engine's programs and Debian's essential set
+TEST_PROGRAMS = {"ip": "iproute2"}
+
+
+def makefile_debs(variable: str = "DEBS") -> set[str]:
     """The packages of the Makefile's ``DEBS :=`` line (continuation lines included)."""
     text = (REPO / "Makefile").read_text().replace("\\\n", " ")
-    match = re.search(r"^DEBS\s*:?=(.*)$", text, re.MULTILINE)
-    assert match, "the Makefile has no DEBS line"
+    match = re.search(rf"^{variable}\s*:?=(.*)$", text, re.MULTILINE)
+    assert match, f"the Makefile has no {variable} line"
     return set(match.group(1).split())
 
 
@@ -58,3 +63,12 @@ def test_each_program_is_installed_by_a_package_the_makefile_installs(name: str)
     assert package in makefile_debs(), f"{known} comes from {package}, which the Makefile's " \
                                        f"DEBS ({sorted(makefile_debs())}) does not install"
     assert package == programs.PROGRAMS[name].package
+
+
+@pytest.mark.parametrize("name", sorted(TEST_PROGRAMS))
+def test_the_tests_programs_come_from_packages_make_test_installs(name: str) -> None:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert path, f"the tests run {name}: `make test` installs {TEST_PROGRAMS[name]}"
+    owner = owning_package(path)
+    assert owner and owner[0] == TEST_PROGRAMS[name]
+    assert owner[0] in makefile_debs("TEST_DEBS")
