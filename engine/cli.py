@@ -150,7 +150,8 @@ def container_status(info: dict[str, Any], now: float) -> str:
 # commands that only look: on a root never made they make nothing (no folder, run folder,
 # bridge or firewall table), as ``ls`` of a missing folder makes none
 READ_ONLY = {"ps", "ls", "inspect", "images", "image ls", "image list", "image inspect",
-             "network ls", "network list", "volume ls", "volume list", "volume inspect"}
+             "network ls", "network list", "network inspect", "volume ls", "volume list",
+             "volume inspect"}
 
 
 def _engine(args: argparse.Namespace, **kwargs: Any) -> Engine:

@@ -1209,7 +1209,10 @@ class Engine:
         return users
 
     def network_inspect(self, ref: str) -> dict[str, Any]:
-        net = self.networks.get(ref)
+        net = (self.networks.default(define=False) if ref == DEFAULT_NETWORK
+               else self.networks.get(ref))
+        if not net.created:  # the default network, not made yet: no member
+            return net.inspect({})
         return net.inspect({cid: ip for ip, cid in self.networks.leases(net).table().items()})
 
     def network_connect(self, network: str, container: str, *, ip: str = "",

@@ -52,7 +52,9 @@ class Network:
         """Docker's ``network inspect`` shape; ``containers`` maps id -> address."""
         return {
             "Name": self.name, "Id": self.id, "Created": self.created, "Driver": self.driver,
-            "IPAM": {"Config": [{"Subnet": self.subnet, "Gateway": self.gateway}]},
+            # empty for the default network before its first use: its subnet is chosen then
+            "IPAM": {"Config": [{"Subnet": self.subnet, "Gateway": self.gateway}]
+                     if self.subnet else []},
             "Options": {"com.docker.network.bridge.name": self.bridge},
             "Labels": dict(self.labels),
             "Containers": {cid: {"IPv4Address": ip} for cid, ip in containers.items()},

@@ -124,7 +124,7 @@ def populated(new_root: Path) -> tuple[Corral, list[str]]:
 def test_listings_on_a_new_root_make_nothing_on_the_host(new_root: Path) -> None:
     c = Corral(new_root)
     for args in (["ps"], ["ps", "-a"], ["ls"], ["images"], ["image", "ls"], ["volume", "ls"],
-                 ["network", "ls"], ["system", "prune", "-f"]):
+                 ["network", "ls"], ["network", "inspect", "bridge"], ["system", "prune", "-f"]):
         c.ok(*args)
     for args in (["inspect", "nothing"], ["image", "inspect", "nothing"],
                  ["volume", "inspect", "nothing"]):
