@@ -196,17 +196,24 @@ def _cmdline(pid: int) -> list[str]:
 
 def _conmon_processes(layout: Layout) -> dict[int, str]:
     """pid -> container id of every conmon of this root (its runc root is in the run folder,
-    which names the tag)."""
+    which names the tag) and of every health monitor of the root (``--root ROOT
+    health-monitor ID``)."""
+    from .health import MONITOR_COMMAND
+
     marker = f"--root={layout.runc_root}"
+    monitor = ["--root", str(layout.root), MONITOR_COMMAND]
     found = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         argv = _cmdline(int(entry.name))
-        if not argv or "conmon" not in os.path.basename(argv[0]) or marker not in argv:
-            continue
         with contextlib.suppress(ValueError, IndexError):
-            cid = argv[argv.index("-c") + 1]
+            if argv and "conmon" in os.path.basename(argv[0]) and marker in argv:
+                cid = argv[argv.index("-c") + 1]
+            elif argv[-4:-1] == monitor:
+                cid = argv[-1]
+            else:
+                continue
             if cfg.ID_RE.match(cid):
                 found[int(entry.name)] = cid
     return found

@@ -71,6 +71,7 @@ def host_objects(layout: Layout, cids: list[str] = ()) -> list[str]:  # type: ig
         found.append(f"run folder {layout.run}")
     found += [f"mount {m}" for m in LeakProbe(layout).mounts()]
     found += [f"process {p}" for p in processes_mentioning(str(layout.run))]
+    found += [f"process {p}" for p in processes_mentioning(f"{layout.root} health-monitor")]
     for cid in cids:
         if Path("/run/netns", netns_name(cid)).exists():
             found.append(f"netns {netns_name(cid)}")
@@ -98,7 +99,8 @@ def new_root(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def populated(new_root: Path) -> tuple[Corral, list[str]]:
     """A root with what a user makes: a user-defined network with a published port, the
-    default bridge, a paused container, one on no network, a created one, a volume."""
+    default bridge, a paused container, one on no network with a health monitor, a created
+    one, a volume."""
     c = Corral(new_root)
     c.ok("image", "busybox")
     c.ok("network", "create", "front")
@@ -107,10 +109,16 @@ def populated(new_root: Path) -> tuple[Corral, list[str]]:
         c.ok("run", "-d", "--network", "front", "-p", "127.0.0.1::80", "-v", "data:/data",
              "busybox", *SLEEP).strip(),
         c.ok("run", "-d", "busybox", *SLEEP).strip(),
-        c.ok("run", "-d", "--network", "none", "busybox", *SLEEP).strip(),
         c.ok("create", "busybox", "true").strip(),
     ]
     c.ok("pause", cids[1])
+    eng = Engine(new_root, watch=False)
+    try:
+        cids.append(eng.create("busybox", SLEEP, network="none", healthcheck={
+            "test": ["CMD", "/bin/true"], "interval": 60, "timeout": 2, "retries": 3}))
+        eng.start(cids[-1])
+    finally:
+        eng.close()
     layout = Layout.for_root(new_root)
     before = host_objects(layout)
     assert any(o.startswith("bridge") for o in before) and f"run folder {layout.run}" in before
