@@ -2,11 +2,12 @@
 
 ``reset`` stops and removes every container of a root, then every host object named from the
 root's tag (the short hash of its path, ``Layout.run.name``): conmon processes and runc state
-under ``/run/corral/<tag>``, network namespaces and veths of its containers, mounts under the
-root and the run folder, its bridges (their ifalias names the tag), the nftables table
-``corral_<tag>``, the run folder itself, the network definitions and leases; volumes only when
-asked. It works from the tag alone, so a root whose folder was deleted by hand is still torn
-down. Images, volumes (by default) and the events journal are kept.
+under ``/run/corral/<tag>``, health monitors, network namespaces and veths of its containers,
+mounts under its containers folder and the run folder, its bridges (their ifalias names the
+tag), the nftables table ``corral_<tag>``, the run folder itself, the network definitions and
+leases; volumes only when asked. It works from the tag alone, so a root whose folder was
+deleted by hand is still torn down. Images, volumes (by default) and the events journal are
+kept.
 
 ``prune`` removes what Docker's ``system prune`` does: stopped containers and networks no
 container uses.
@@ -105,17 +106,17 @@ def _sweep_host(layout: Layout, report: ResetReport) -> None:
     from .networks import bridge_alias
     from .runtime import Runtime, find_runtime
 
-    conmons = _conmon_processes(layout)
-    cids = _container_ids(layout) | set(conmons.values())
+    monitors = _root_processes(layout)
+    cids = _container_ids(layout) | set(monitors.values())
     runtime = Runtime(find_runtime() or "runc", layout.runc_root)
     for cid in sorted(cids):
         if (layout.runc_root / cid).exists():  # kills what runs of it, removes its cgroups
             _attempt(report, f"runc delete {cid[:12]}", runtime.delete, cid)
-    for pid in conmons:
+    for pid in monitors:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             report.processes.append(pid)
-    _wait_gone(list(conmons))
+    _wait_gone(list(monitors))
     for cid in sorted(cids):
         report.processes += _kill_cgroup_members(cid)
         ns = netsteps.netns_name(cid)
@@ -126,8 +127,9 @@ def _sweep_host(layout: Layout, report: ResetReport) -> None:
         if Path("/sys/class/net", veth).exists() and _attempt(
                 report, f"veth {veth}", network.delete_veth, veth):
             report.links.append(veth)
-    for point in sorted(mounts.mounted_under(layout.root) + mounts.mounted_under(layout.run),
-                        key=len, reverse=True):
+    # only where the engine mounts: a root given as /mnt must not unmount the host's disks
+    for point in sorted(mounts.mounted_under(layout.containers)
+                        + mounts.mounted_under(layout.run), key=len, reverse=True):
         if _attempt(report, f"unmount {point}", mounts.unmount, Path(point)):
             report.mounts.append(point)
             if point.startswith(f"{layout.containers}/"):  # a mount point the engine made,
@@ -194,7 +196,7 @@ def _cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
-def _conmon_processes(layout: Layout) -> dict[int, str]:
+def _root_processes(layout: Layout) -> dict[int, str]:
     """pid -> container id of every conmon of this root (its runc root is in the run folder,
     which names the tag) and of every health monitor of the root (``--root ROOT
     health-monitor ID``)."""

@@ -291,3 +291,20 @@ def test_prune_removes_stopped_containers_and_unused_networks(new_root: Path) ->
     names = c.ok("network", "ls").split()
     assert "used" in names and "unused" not in names
     assert c.ok("system", "prune", "-f").endswith("Total reclaimed space: 0B\n")
+
+
+def test_reset_unmounts_only_what_the_engine_mounts(root_dir: Path) -> None:
+    from engine import mounts
+
+    theirs = root_dir / "theirs"  # a root given as a folder that holds a mount of its own
+    theirs.mkdir()
+    mounts.mount("tmpfs", theirs, "tmpfs")
+    try:
+        eng = Engine(root_dir)
+        try:
+            eng.reset()
+        finally:
+            eng.close()
+        assert mounts.mounted_under(theirs) == [str(theirs)]
+    finally:
+        mounts.unmount(theirs)
