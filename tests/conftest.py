@@ -4,7 +4,6 @@ those are missing the run fails (never skips), so CI cannot pass without them.""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,11 +21,13 @@ def _missing_prerequisites() -> list[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root")
-    for tool in ("runc", "conmon"):
-        if not (shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin")):
-            missing.append(tool)
-    if not Path("/usr/bin/busybox").exists():
-        missing.append("busybox-static")
+    from engine import programs
+
+    # every program the engine runs (nft missing once failed the suite by the hundred)
+    for name, prog in programs.PROGRAMS.items():
+        path = programs.find(name)
+        if not (path and os.access(path, os.X_OK)):
+            missing.append(f"{name} (Debian package {prog.package})")
     if not (OCI_SCHEMA / "config-schema.json").exists():
         missing.append(f"OCI schema at {OCI_SCHEMA}")
     return missing
