@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := runc conmon nftables busybox-static graphviz
+DEBS := runc conmon nftables busybox-static graphviz util-linux
 # what the tests run besides: ip (not in a minimal Debian)
 TEST_DEBS := iproute2
 ROOT ?= /var/lib/corral-demo

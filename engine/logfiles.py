@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import stat
 import subprocess
 import sys
@@ -157,7 +156,9 @@ def spawn_keeper(path: Path, *, max_files: int, max_size: int, ctl: Path,
     """
     argv = [sys.executable, "-I", "-S", __file__, str(path), str(max_files), str(max_size),
             str(ctl), str(conmon_pid)]
-    setsid = shutil.which("setsid")
+    from . import programs  # here: run as the keeper's script, this file imports no engine
+
+    setsid = programs.find("setsid")
     subprocess.run([setsid, "--fork", *argv] if setsid else [*argv, "--fork"],
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,

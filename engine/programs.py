@@ -6,7 +6,7 @@ One list, so that nothing the engine runs can be forgotten by the Makefile's ins
 Makefile installs. A module that runs a program takes its path from ``find``; none calls
 ``shutil.which`` itself.
 
-``CORRAL_<NAME>`` (``CORRAL_RUNC``, ``CORRAL_CONMON``, ``CORRAL_NFT``, ``CORRAL_BUSYBOX``)
+``CORRAL_<NAME>`` (``CORRAL_RUNC``, ``CORRAL_CONMON``, ``CORRAL_NFT``, ``CORRAL_BUSYBOX``...)
 names another path for a program, taken as given even when nothing is there: how a test (or a
 user) points the engine at another build, or at a program that is missing.
 """
@@ -41,6 +41,8 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
             dirs=("/usr/bin", "/usr/libexec/podman", "/usr/sbin")),
     Program("nft", "nftables", "bridge networking: masquerade and published ports"),  # firewall.py
     Program("busybox", "busybox-static", "the busybox image"),  # images.py
+    # logfiles.py, optional: without it the log keeper forks itself (10 ms instead of 1)
+    Program("setsid", "util-linux", "starting the log keeper"),
     # graphs.py: run by the graphviz library, which looks it up on $PATH itself
     Program("dot", "graphviz", "svg and png graphs"),
 )}
