@@ -101,7 +101,8 @@ class Engine:
 
     ``make_layout=False`` creates none of the root's folders: for the processes that act on
     one container in the background (the exit command, the health monitor), which must not
-    bring back a root that was torn down meanwhile.
+    bring back a root that was torn down meanwhile, and for listings of a root never made.
+    (The run folder is made by the first start in any case.)
     """
 
     def __init__(self, root: Path | str | None = None, *, watch: bool = True,
