@@ -123,10 +123,11 @@ def _sweep_host(layout: Layout, report: ResetReport) -> None:
         if network.netns_path(ns).exists() and _attempt(
                 report, f"netns {ns}", network.delete_netns, ns):
             report.netns.append(ns)
-        veth = netsteps.veth_name(cid)
-        if Path("/sys/class/net", veth).exists() and _attempt(
-                report, f"veth {veth}", network.delete_veth, veth):
-            report.links.append(veth)
+        extra = netsteps.EXTRA_VETH_PREFIX + cid[:10]  # its veths on further networks
+        for veth in [netsteps.veth_name(cid), *(n for n in _links() if n.startswith(extra))]:
+            if Path("/sys/class/net", veth).exists() and _attempt(
+                    report, f"veth {veth}", network.delete_veth, veth):
+                report.links.append(veth)
     # only where the engine mounts: a root given as /mnt must not unmount the host's disks
     for point in sorted(mounts.mounted_under(layout.containers)
                         + mounts.mounted_under(layout.run), key=len, reverse=True):
@@ -139,7 +140,7 @@ def _sweep_host(layout: Layout, report: ResetReport) -> None:
     bridges |= _remove_firewall(layout, report)
     for bridge in sorted(bridges):
         for port in _bridge_ports(bridge):  # a veth whose container is not known any more
-            if port.startswith(netsteps.VETH_PREFIX) and _attempt(
+            if port.startswith((netsteps.VETH_PREFIX, netsteps.EXTRA_VETH_PREFIX)) and _attempt(
                     report, f"veth {port}", network.delete_veth, port):
                 report.links.append(port)
         if _attempt(report, f"bridge {bridge}", network.delete_bridge, bridge):
@@ -179,6 +180,13 @@ def _defined_bridges(layout: Layout) -> set[str]:
     store = NetworkStore(layout)
     names = {n.bridge for n in store.list()} | {store._bridge_name(DEFAULT_NETWORK)}
     return {b for b in names if Path("/sys/class/net", b, "bridge").is_dir()}
+
+
+def _links() -> list[str]:
+    try:
+        return os.listdir("/sys/class/net")
+    except OSError:
+        return []
 
 
 def _bridge_ports(bridge: str) -> list[str]:

@@ -23,7 +23,7 @@ from leakprobe import LeakProbe, processes_mentioning
 from schemas import OCI_SCHEMA
 
 from engine import Engine, StartFailed
-from engine.netsteps import netns_name, veth_name
+from engine.netsteps import EXTRA_VETH_PREFIX, netns_name, veth_name
 from engine.network import links_with_alias
 from engine.networks import DEFAULT_NETWORK, NetworkStore, bridge_alias
 from engine.paths import Layout
@@ -73,6 +73,8 @@ def host_objects(layout: Layout, cids: list[str] = ()) -> list[str]:  # type: ig
     found += [f"process {p}" for p in processes_mentioning(str(layout.run))]
     found += [f"process {p}" for p in processes_mentioning(f"{layout.root} health-monitor")]
     for cid in cids:
+        found += [f"veth {n}" for n in os.listdir("/sys/class/net") if n.startswith(
+            EXTRA_VETH_PREFIX + cid[:10])]
         if Path("/run/netns", netns_name(cid)).exists():
             found.append(f"netns {netns_name(cid)}")
         if Path("/sys/class/net", veth_name(cid)).exists():
@@ -99,8 +101,8 @@ def new_root(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def populated(new_root: Path) -> tuple[Corral, list[str]]:
     """A root with what a user makes: a user-defined network with a published port, the
-    default bridge, a paused container, one on no network with a health monitor, a created
-    one, a volume."""
+    default bridge, a paused container, one on two networks, one on no network with a health
+    monitor, a created one, a volume."""
     c = Corral(new_root)
     c.ok("image", "busybox")
     c.ok("network", "create", "front")
@@ -112,6 +114,8 @@ def populated(new_root: Path) -> tuple[Corral, list[str]]:
         c.ok("create", "busybox", "true").strip(),
     ]
     c.ok("pause", cids[1])
+    c.ok("network", "create", "back")
+    c.ok("network", "connect", "back", cids[0])  # a veth on a further network
     eng = Engine(new_root, watch=False)
     try:
         cids.append(eng.create("busybox", SLEEP, network="none", healthcheck={
