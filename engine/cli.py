@@ -287,7 +287,7 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
     optional = {"name": args.name, "working_dir": args.workdir, "hostname": args.hostname,
                 "user": args.user, "network": (args.network or [None])[0], "ipc": args.ipc,
-                "ip": args.ip,
+                "ip": args.ip, "cgroupns": args.cgroupns,
                 "memory": args.memory, "cpus": args.cpus, "cpu_shares": args.cpu_shares,
                 "pids_limit": args.pids_limit, "restart": args.restart,
                 "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout,
@@ -324,6 +324,8 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
     p.add_argument("--dns", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--ipc", help="private, shareable or host")
+    p.add_argument("--cgroupns", choices=("private", "host"),
+                   help="cgroup namespace (default: private on cgroup v2, host on v1)")
     p.add_argument("-m", "--memory")
     p.add_argument("--cpus")
     p.add_argument("-c", "--cpu-shares", type=int)

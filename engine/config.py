@@ -22,6 +22,7 @@ ENV_KEY_RE = re.compile(r"^[^=\0\n]+$")
 FIXED_NETWORK_MODES = ("none", "host")
 DEFAULT_NETWORK_MODE = "bridge"
 IPC_MODES = ("private", "shareable", "host")
+CGROUPNS_MODES = ("private", "host")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's lower bound
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -268,6 +269,8 @@ class ContainerConfig:
     aliases: list[str] = field(default_factory=list)
     shm_size: int | None = None
     ipc_mode: str = "private"
+    # "": the host's default, as Docker's daemon (private on cgroup v2, host on v1)
+    cgroupns_mode: str = ""
     binds: list[Bind] = field(default_factory=list)
     tmpfs: dict[str, str] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)

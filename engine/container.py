@@ -47,6 +47,8 @@ class ContainerState:
     # an undo failed: something of the last run may be left; the next reconcile (or start)
     # finishes the cleanup
     cleanup_pending: bool = False
+    # the kernel's OOM killer took a process of the last run (read from its cgroup at exit)
+    oom_killed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +93,7 @@ class Container:
                 "Restarting": s.restart_pending and s.status == DEAD,
                 # Docker's Dead: a removal failed and left the container behind
                 "Dead": bool(s.history) and s.history[-1].get("trigger") == "remove_failed",
+                "OOMKilled": s.oom_killed,
                 "Pid": s.pid,
                 "ExitCode": s.exit_code,
                 "Error": s.error,
@@ -118,6 +121,7 @@ class Container:
             "HostConfig": {
                 "NetworkMode": c.network_mode,
                 "IpcMode": c.ipc_mode,
+                "CgroupnsMode": c.cgroupns_mode,
                 "Binds": [f"{b.source}:{b.target}:{'ro' if b.readonly else 'rw'}"
                           for b in c.binds],
                 "Tmpfs": dict(c.tmpfs),

@@ -36,8 +36,8 @@ from states import (
     undo_steps,
 )
 
+from . import cgroups, exitcodes, fsck, health, hostfiles, logopts, mounts, netsteps, seccomp
 from . import config as cfg
-from . import exitcodes, fsck, health, hostfiles, logopts, mounts, netsteps, seccomp
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
 from .errors import (
@@ -295,7 +295,7 @@ class Engine:
                cap_add: list[str] | tuple[str, ...] = (),
                cap_drop: list[str] | tuple[str, ...] = (),
                sysctls: dict[str, Any] | None = None,
-               networks: list[Any] | tuple[Any, ...] = ()) -> str:
+               networks: list[Any] | tuple[Any, ...] = (), cgroupns: str = "") -> str:
         """Create a container; return its id. Everything is checked before anything is written.
 
         ``log_opts`` are Docker's ``--log-opt`` (``max-size``, ``max-file``) over the root's
@@ -315,6 +315,9 @@ class Engine:
         ports = self._check_network(network, ip, publish, dns)
         if ipc not in cfg.IPC_MODES:
             raise InvalidParameter(f"invalid IPC mode: {ipc!r}")
+        if cgroupns and cgroupns not in cfg.CGROUPNS_MODES:
+            raise InvalidParameter(f"invalid cgroup namespace mode: {cgroupns!r}: want "
+                                   "private or host")
         if working_dir and not working_dir.startswith("/"):
             raise InvalidParameter(f"the working directory {working_dir!r} is invalid, it needs "
                                    "to be an absolute path")
@@ -334,7 +337,8 @@ class Engine:
             created=now_rfc3339(), env=cfg.parse_env(list(env)),
             working_dir=working_dir or "/", hostname=hostname, user=user or "0:0", tty=tty,
             open_stdin=interactive, labels=dict(labels or {}), network_mode=network,
-            ipc_mode=ipc, binds=[Bind.parse(v) for v in volumes], tmpfs=tmpfs_map,
+            ipc_mode=ipc, cgroupns_mode=cgroupns or cgroups.host().default_cgroupns(),
+            binds=[Bind.parse(v) for v in volumes], tmpfs=tmpfs_map,
             links=[":".join(cfg.parse_link(x)) for x in links], ip=ip, ports=ports,
             dns=list(dns), expose=[cfg.parse_expose(x) for x in expose],
             memory=cfg.parse_memory(memory), cpus=cfg.parse_cpus(cpus),
@@ -885,8 +889,12 @@ class Engine:
         if not self.runtime.signal_process(c.id, pid, sig):
             self.runtime.kill(c.id, sig)
         if c.state.status == PAUSED:
-            with contextlib.suppress(SystemFailure):
+            try:
                 self.runtime.resume(c.id)  # a frozen process cannot act on its signal
+            except SystemFailure:
+                # runc's state is gone (a reboot, a lost run folder): thaw the cgroup itself
+                with contextlib.suppress(SystemFailure):
+                    cgroups.host().thaw(c.id)
         if sig != _signal.SIGKILL and not _wait_pid(pid, grace):
             self._emit("kill", c, signal=str(int(_signal.SIGKILL)))
             self.runtime.kill(c.id, _signal.SIGKILL, all_processes=True)
@@ -1392,6 +1400,7 @@ class _Transitions:
             return
         c.state.steps = [r.to_dict() for r in records]
         c.state.exit_code = 0  # as Docker: a running container has no exit code yet
+        c.state.oom_killed = False
         c.state.pid, c.state.conmon_pid = ctx.pid, ctx.conmon_pid
         c.state.ip, c.state.network = ctx.ip, ctx.net.name if ctx.net else ""
         c.state.ports = [{k: p[k] for k in ("container_port", "proto", "host_ip", "host_port")}
@@ -1441,6 +1450,8 @@ class _Transitions:
 
     def on_exit(self, event: Any) -> None:
         e, c = self.engine, self.c
+        # read before the cleanup removes the cgroup that counted it
+        c.state.oom_killed = cgroups.host().oom_kills(c.id) > 0
         errors = e._cleanup(c, self.ctx, keep_exit_file=True)
         left = [c.state.network, *c.state.extra_networks]
         c.state.ip = c.state.network = ""
@@ -1478,6 +1489,8 @@ class _Transitions:
                     _stop_marker(c).touch()
             raise
         e._sync_network_hosts(*left)
+        if c.state.oom_killed:
+            e._emit("oom", c)  # as Docker: oom, then die
         e._emit("die", c, exitCode=str(c.state.exit_code))
         for net in left:
             e._emit_network("disconnect", c, net)
@@ -1492,6 +1505,7 @@ class _Transitions:
             logger.warning("auto-remove of {} failed: {}", self.c.name, exc)
 
     def before_pause(self, event: Any) -> None:
+        cgroups.host().check_pause(self.c.id)
         self.engine.runtime.pause(self.c.id)
 
     def on_pause(self, event: Any) -> None:

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from . import cgroups
 from .errors import SystemFailure
 from .programs import PROGRAMS, find
 
@@ -107,11 +108,7 @@ class Runtime:
         except OSError:
             return False
         try:
-            try:
-                with open(f"/proc/{pid}/cgroup", encoding="ascii", errors="replace") as f:
-                    if f"/{cid}" not in f.read():
-                        return False
-            except OSError:
+            if not cgroups.host().holds(pid, cid):
                 return False
             try:
                 signal_module.pidfd_send_signal(fd, signal)

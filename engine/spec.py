@@ -15,7 +15,8 @@ Deliberate omissions:
 
 * no ``process.rlimits``: the hosts we run on lack CAP_SYS_RESOURCE, and runc fails with "error
   setting rlimit" when a limit is above the current hard one; the container inherits ours;
-* no cgroup namespace: the hosts are cgroup v1 (hybrid), where Docker does not use one either;
+* a cgroup namespace only when asked (``cgroupns``): the engine asks for one on cgroup v2
+  hosts, where Docker makes one by default, and not on v1, where Docker does not either;
 * no ``linux.devices``: runc creates the standard nodes (null, zero, full, random, urandom, tty,
   console, ptmx) itself.
 
@@ -225,6 +226,7 @@ class SpecOptions:
     network: str = "new"
     ipc: str = "new"
     cgroups_path: str = ""
+    cgroupns: str = "host"  # "new": a private cgroup namespace
     memory: int | None = None
     memory_swap: int | None = None
     cpu_shares: int | None = None
@@ -246,7 +248,12 @@ def cpus_to_quota(cpus: float) -> tuple[int, int]:
     # The kernel refuses a quota under 1 ms; Docker states the same bound as "from 0.01".
     if not math.isfinite(cpus) or round(cpus * CPU_PERIOD) < 1000:
         raise InvalidParameter(f"invalid cpus {cpus}: the range of CPUs starts at 0.01")
-    return round(cpus * CPU_PERIOD), CPU_PERIOD
+    quota = round(cpus * CPU_PERIOD)
+    # the quota is whole microseconds of the period: a finer --cpus would be silently rounded
+    if abs(cpus * CPU_PERIOD - quota) > 1e-6 * max(1.0, cpus):
+        raise InvalidParameter(f"invalid cpus {cpus}: finer than the CFS period of "
+                               f"{CPU_PERIOD} µs allows (steps of {1 / CPU_PERIOD:.5f})")
+    return quota, CPU_PERIOD
 
 
 def _normalize_caps(names: list[str]) -> list[str]:
@@ -403,6 +410,7 @@ def build_spec(opts: SpecOptions) -> dict[str, Any]:
             {"type": "uts"},
             {"type": "pid"},
             _namespace("ipc", opts.ipc, "ipc"),
+            _namespace("cgroup", opts.cgroupns, "cgroupns"),
         )
         if ns is not None
     ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import health, logopts, mounts, netsteps, programs
+from . import cgroups, health, logopts, mounts, netsteps, programs
 from .config import DEFAULT_PATH, parse_link
 from .container import Container
 from .errors import Conflict, InvalidParameter, SystemFailure
@@ -31,8 +31,6 @@ from .spec import SpecOptions, build_spec, cpus_to_quota, write_spec
 from .users import resolve_user
 from .volumes import VolumeStore
 
-CGROUP_PARENT = "corral"
-CGROUP_BASE = Path("/sys/fs/cgroup")
 SHM_SIZE = 64 * 1024 * 1024
 FOREGROUND_START_TIMEOUT = 30.0
 # where runc mounts kernel file systems and makes files below, not resolving links in the root
@@ -95,7 +93,7 @@ class StartContext:
 
     @property
     def cgroups_path(self) -> str:
-        return f"/{CGROUP_PARENT}/{self.cid}"
+        return cgroups.host().cgroups_path(self.cid)
 
 
 class VerifySettings:
@@ -112,18 +110,14 @@ class VerifySettings:
             raise SystemFailure(f"conmon {ctx.monitor.conmon} is not installed")
         if netsteps.is_bridge_mode(c.network_mode):  # before the network step makes a bridge
             programs.require("nft", ctx.firewall().nft)
-        needed = ["freezer", "pids", "devices"]
-        if c.memory:
-            needed.append("memory")
-        if c.cpus or c.cpu_shares:
-            needed.append("cpu")
-        missing = [n for n in needed if not (CGROUP_BASE / n).is_dir()]
-        if missing:
-            raise SystemFailure(f"cgroup controllers not mounted: {', '.join(missing)}")
         ncpu = os.cpu_count() or 1
         if c.cpus and c.cpus > ncpu:
             raise InvalidParameter(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only "
                                    f"{ncpu} CPUs available")
+        if c.cpus:
+            cpus_to_quota(c.cpus)  # refuses what the CFS period cannot express
+        cgroups.host().verify(cgroups.Needs(memory=c.memory,
+                                            cpu=bool(c.cpus or c.cpu_shares)))
         if not ctx.image_rootfs.is_dir():
             raise SystemFailure(f"image {c.image_name} has no root filesystem")
 
@@ -271,7 +265,10 @@ class CommandAndBundle:
             args=list(c.cmd), env=ctx.env, cwd=ctx.cwd, hostname=netsteps.hostname_of(ctx),
             rootfs=str(ctx.paths.rootfs), uid=ctx.uid, gid=ctx.gid, terminal=c.tty,
             readonly_rootfs=c.readonly_rootfs, network=ctx.network,
-            cgroups_path=ctx.cgroups_path, memory=c.memory, cpu_shares=c.cpu_shares,
+            cgroups_path=ctx.cgroups_path,
+            cgroupns="new" if (c.cgroupns_mode or cgroups.host().default_cgroupns()
+                               ) == "private" else "host",
+            memory=c.memory, cpu_shares=c.cpu_shares,
             cpu_quota=quota, cpu_period=period,
             annotations={"io.corral.name": c.name}, seccomp=c.seccomp,
             cap_add=list(c.cap_add), cap_drop=list(c.cap_drop), sysctl=dict(c.sysctls))
@@ -395,7 +392,7 @@ class StartProcess:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         shutil.rmtree(ctx.layout.sockets / ctx.cid, ignore_errors=True)
-        remove_cgroups(ctx.cgroups_path)
+        cgroups.host().remove(ctx.cid)
         ctx.pid = ctx.conmon_pid = 0
 
 
@@ -414,26 +411,6 @@ def runtime_pidfile_tmp(pidfile: Path) -> Path:
 def bind_mount(source: str, target: str, *, readonly: bool) -> dict:
     opts = ["rbind", "rprivate"] + (["ro"] if readonly else ["rw"])
     return {"destination": target, "type": "bind", "source": source, "options": opts}
-
-
-def remove_cgroups(cgroups_path: str) -> None:
-    """Remove what runc may have left of the container's cgroups (idempotent)."""
-    rel = cgroups_path.strip("/")
-    controllers = sorted(CGROUP_BASE.iterdir()) if CGROUP_BASE.is_dir() else []
-    for controller in controllers:
-        path = controller / rel
-        deadline = time.monotonic() + 2.0
-        while True:
-            try:
-                path.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                # the last process may still be leaving the cgroup: give it a moment
-                if time.monotonic() > deadline:
-                    raise SystemFailure(f"cannot remove cgroup {path}: {exc.strerror}") from exc
-                time.sleep(0.01)
 
 
 def kill_exec_sessions(sessions: list[dict]) -> None:

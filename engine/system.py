@@ -259,25 +259,15 @@ def _state(pid: int) -> str:
 
 
 def _kill_cgroup_members(cid: str) -> list[int]:
-    """Processes left in the container's cgroups when runc's state was lost: killed, and the
-    cgroups removed."""
-    from .steps import CGROUP_PARENT, remove_cgroups
+    """Processes left in the container's cgroups when runc's state was lost: killed (thawed
+    first: a frozen process takes SIGKILL only once thawed), and the cgroups removed."""
+    from . import cgroups
 
-    killed = []
-    base = Path("/sys/fs/cgroup")
-    for procs in [*base.glob(f"*/{CGROUP_PARENT}/{cid}/cgroup.procs"),
-                  *base.glob(f"{CGROUP_PARENT}/{cid}/cgroup.procs")]:
-        with contextlib.suppress(OSError):
-            freezer = procs.parent / "freezer.state"
-            if freezer.exists():  # a frozen process takes SIGKILL only once thawed
-                freezer.write_text("THAWED")
-            for line in procs.read_text().split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(line), signal.SIGKILL)
-                    killed.append(int(line))
-    _wait_gone(killed)
+    driver = cgroups.host()
+    killed = driver.members(cid)
     with contextlib.suppress(CorralError, OSError):
-        remove_cgroups(f"/{CGROUP_PARENT}/{cid}")
+        driver.remove(cid)
+    _wait_gone(killed)
     return killed
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from engine import cgroups
 from engine.paths import Layout
-
-CGROUP_BASE = Path("/sys/fs/cgroup")
 
 
 def _mount_points() -> list[str]:
@@ -118,13 +117,10 @@ class LeakProbe:
         for ns in (Path("/run/netns").iterdir() if Path("/run/netns").is_dir() else ()):
             if cid[:12] in ns.name:
                 found.append(f"netns {ns.name}")
-        if CGROUP_BASE.is_dir():
-            # the engine's cgroups path is /corral/<id>; a walk of the whole tree would race
-            # with other containers' cgroups being removed meanwhile
-            for controller in CGROUP_BASE.iterdir():
-                candidate = controller / "corral" / cid
-                if candidate.exists():
-                    found.append(f"cgroup {candidate}")
+        # the container's own folders under the engine's parent, in every hierarchy (v1,
+        # hybrid) or in the one tree (v2); a walk of the whole tree would race with other
+        # containers' cgroups being removed meanwhile
+        found += [f"cgroup {folder}" for folder in cgroups.host().folders(cid)]
         if (self.layout.runc_root / cid).exists():
             found.append(f"runc state {self.layout.runc_root / cid}")
         for pid, cmd in _cmdlines().items():
