@@ -116,7 +116,7 @@ class Cgroups:
         return [Path(e.path) for e in entries
                 if e.is_dir(follow_symlinks=False) and (Path(e.path) / "cgroup.procs").exists()]
 
-    def _dir(self, controller: str, cid: str) -> Path:
+    def folder(self, controller: str, cid: str) -> Path:
         """The container's folder where ``controller``'s files are."""
         if self.kind == V2:
             return self.base / self._rel(cid)
@@ -228,7 +228,7 @@ class Cgroups:
     def check_pause(self, cid: str) -> None:
         """Refuse a pause the host has no freezer for, before runc is asked."""
         if self.kind == V2:
-            if not (self._dir("", cid) / "cgroup.freeze").exists():
+            if not (self.folder("", cid) / "cgroup.freeze").exists():
                 raise SystemFailure("pause: this kernel has no cgroup v2 freezer "
                                     "(cgroup.freeze, Linux 5.2 or later)")
         elif not (self.base / "freezer" / "cgroup.procs").exists():
@@ -236,16 +236,16 @@ class Cgroups:
 
     def frozen(self, cid: str) -> bool:
         if self.kind == V2:
-            return _read(self._dir("", cid) / "cgroup.freeze").strip() == "1"
-        return _read(self._dir("freezer", cid) / "freezer.state").strip() in (
+            return _read(self.folder("", cid) / "cgroup.freeze").strip() == "1"
+        return _read(self.folder("freezer", cid) / "freezer.state").strip() in (
             "FROZEN", "FREEZING")
 
     def thaw(self, cid: str) -> None:
         """Thaw the container's cgroup without runc (whose state may be gone: a reboot)."""
         if self.kind == V2:
-            path, value = self._dir("", cid) / "cgroup.freeze", "0"
+            path, value = self.folder("", cid) / "cgroup.freeze", "0"
         else:
-            path, value = self._dir("freezer", cid) / "freezer.state", "THAWED"
+            path, value = self.folder("freezer", cid) / "freezer.state", "THAWED"
         try:
             path.write_text(value)
         except FileNotFoundError:
@@ -258,14 +258,14 @@ class Cgroups:
     def oom_kills(self, cid: str) -> int:
         """How many processes the kernel's OOM killer took in the container's cgroup."""
         if self.kind == V2:
-            return _keyed(_read(self._dir("memory", cid) / "memory.events")).get("oom_kill", 0)
-        return _keyed(_read(self._dir("memory", cid) / "memory.oom_control")).get("oom_kill", 0)
+            return _keyed(_read(self.folder("memory", cid) / "memory.events")).get("oom_kill", 0)
+        return _keyed(_read(self.folder("memory", cid) / "memory.oom_control")).get("oom_kill", 0)
 
     def stats(self, cid: str) -> dict[str, int | None]:
         """The figures ``stats`` shows: memory in bytes, cpu time in ns, pids; None: no limit
         (or not readable)."""
         if self.kind == V2:
-            d = self._dir("", cid)
+            d = self.folder("", cid)
             usage_usec = _keyed(_read(d / "cpu.stat")).get("usage_usec")
             return {
                 "memory_usage": _number(_read(d / "memory.current")),
@@ -275,11 +275,11 @@ class Cgroups:
                 "pids_limit": _number(_read(d / "pids.max")),
             }
         return {
-            "memory_usage": _number(_read(self._dir("memory", cid) / "memory.usage_in_bytes")),
-            "memory_limit": _number(_read(self._dir("memory", cid) / "memory.limit_in_bytes")),
-            "cpu_usage_ns": _number(_read(self._dir("cpuacct", cid) / "cpuacct.usage")),
-            "pids_current": _number(_read(self._dir("pids", cid) / "pids.current")),
-            "pids_limit": _number(_read(self._dir("pids", cid) / "pids.max")),
+            "memory_usage": _number(_read(self.folder("memory", cid) / "memory.usage_in_bytes")),
+            "memory_limit": _number(_read(self.folder("memory", cid) / "memory.limit_in_bytes")),
+            "cpu_usage_ns": _number(_read(self.folder("cpuacct", cid) / "cpuacct.usage")),
+            "pids_current": _number(_read(self.folder("pids", cid) / "pids.current")),
+            "pids_limit": _number(_read(self.folder("pids", cid) / "pids.max")),
         }
 
     def members(self, cid: str) -> list[int]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cgroupfiles import frozen_state, in_container, limit_file
 from waiting import wait_for
 
 from engine import Conflict, NotModified
@@ -16,7 +17,7 @@ IGNORES_TERM = ["/bin/sh", "-c", "trap '' TERM; echo ready; while true; do sleep
 
 
 def freezer_state(cid: str) -> str:
-    return Path(f"/sys/fs/cgroup/freezer/corral/{cid}/freezer.state").read_text().strip()
+    return frozen_state(cid)
 
 
 def proc_state(pid: int) -> str:
@@ -148,8 +149,8 @@ def test_binds_tmpfs_env_workdir_and_limits(engine, busybox, tmp_path) -> None:
         ["/bin/sh", "-c",
          "cat /mnt/in.txt; pwd; echo $GREETING; echo w > /mnt/out.txt; "
          "grep -c ' /scratch tmpfs' /proc/mounts; grep ' /dev/shm ' /proc/mounts | "
-         "grep -c size=65536k; cat /sys/fs/cgroup/pids/pids.max; "
-         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; grep NoNewPrivs /proc/self/status"],
+         f"grep -c size=65536k; cat {in_container('pids', 'pids.max')}; "
+         f"cat {in_container('memory', limit_file('memory'))}; grep NoNewPrivs /proc/self/status"],
         volumes=[f"{host}:/mnt"], tmpfs=["/scratch"], env=["GREETING=hello"],
         working_dir="/work/dir", memory="64m", pids_limit=100, cpus=0.5)
     engine.start(cid)

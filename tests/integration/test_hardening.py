@@ -12,6 +12,7 @@ import re
 import uuid
 from pathlib import Path
 
+from cgroupfiles import in_container, on_host
 from inside import run_in
 
 from engine import Engine
@@ -180,7 +181,7 @@ def test_first_process_holds_only_fds_0_to_2(engine: Engine, busybox: str) -> No
 
 
 def test_default_pids_limit_is_set(engine: Engine, busybox: str) -> None:
-    code, out = run(engine, busybox, "cat /sys/fs/cgroup/pids/pids.max")
+    code, out = run(engine, busybox, f"cat {in_container('pids', 'pids.max')}")
     assert code == 0, out
     assert out.strip() == str(DEFAULT_PIDS_LIMIT)
 
@@ -191,7 +192,7 @@ def test_pids_limit_applies(engine: Engine, busybox: str) -> None:
                         name=f"hard-{uuid.uuid4().hex[:8]}")
     try:
         engine.start(cid)
-        cgroup = Path("/sys/fs/cgroup/pids/corral") / cid
+        cgroup = on_host(cid, "pids")
         assert (cgroup / "pids.max").read_text().strip() == str(limit)
         # the sleeps must not hold the output pipe, or exec would wait for them
         res = engine.exec(cid, ["sh", "-c", "i=0; while [ $i -lt 40 ]; do "
