@@ -12,7 +12,7 @@ TEST_DEBS := iproute2
 ROOT ?= /var/lib/corral-demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint bench deps venv clean
+.PHONY: demo test test-v2 unit integration lint bench deps venv clean
 
 deps:
 	@missing=""; for p in $(DEBS) $(TEST_DEBS); do \
@@ -37,6 +37,16 @@ venv: $(STAMP)
 test: deps venv
 	$(BIN)/ruff check states engine tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# make test-v2: the cgroup v2 part, in a stock Debian 12 VM (qemu, from the committed state):
+# the demo, then the tests that touch cgroups (about 15 minutes; CI runs it after make test)
+V2_TESTS := tests/unit/test_cgroup_driver.py tests/integration/test_cgroups.py \
+	tests/integration/test_container_lifecycle.py tests/integration/test_hardening.py \
+	tests/integration/test_restart_policy.py tests/integration/test_health.py
+
+test-v2:
+	bash tools/fresh-debian-vm.sh $(CURDIR) \
+	  'make demo && $(BIN)/python -m pytest -q -p no:cacheprovider $(V2_TESTS)' 1800
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

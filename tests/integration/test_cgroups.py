@@ -110,3 +110,34 @@ def test_cpus_finer_than_the_period_is_refused_at_verify(engine, busybox, probe,
     assert cpus in str(err.value) and "period" in str(err.value)
     assert cgroups.host().folders(cid) == []
     assert probe.leaks(cid) == []
+
+
+@pytest.mark.parametrize("mode", ["private", "host"])
+def test_cgroupns_modes(engine, busybox, mode: str) -> None:
+    cid = engine.create(busybox, ["cat", "/proc/self/cgroup"], name=f"ns-{mode}",
+                        cgroupns=mode, network="none")
+    assert engine.inspect(cid)["HostConfig"]["CgroupnsMode"] == mode
+    engine.start(cid)
+    assert engine.wait(cid, timeout=30) == 0
+    lines = [r.text.strip() for r in engine.logs(cid) if r.text.strip()]
+    assert lines, "no /proc/self/cgroup lines"
+    own = [line for line in lines if line.split(":", 2)[1] != "hugetlb"]
+    if mode == "private":
+        # the namespace's root is the container's own cgroup
+        assert all(line.endswith(":/") for line in own), lines
+    else:
+        assert all(f"/corral/{cid}" in line for line in own), lines
+
+
+def test_cgroupns_default_is_the_hosts(engine, busybox) -> None:
+    cid = engine.create(busybox, ["true"], network="none")
+    assert engine.inspect(cid)["HostConfig"]["CgroupnsMode"] == cgroups.host().default_cgroupns()
+
+
+def test_smallest_memory_limit_runs(engine, busybox) -> None:
+    # Docker's floor, 6 MB, is enough for the runtime's init and a shell on either layout
+    cid = engine.create(busybox, ["sh", "-c", "echo small"], memory="6m", network="none")
+    engine.start(cid)
+    assert engine.wait(cid, timeout=30) == 0
+    assert [r.text.strip() for r in engine.logs(cid)] == ["small"]
+    assert engine.inspect(cid)["State"]["OOMKilled"] is False
