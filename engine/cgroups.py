@@ -29,9 +29,12 @@ from .errors import InvalidParameter, SystemFailure
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "corral"
 V1, HYBRID, V2 = "v1", "hybrid", "v2"
-# Docker's floor for --memory (moby ``linuxMinMemory``); below it runc's own init is killed on
-# v2 before the container's process runs, with an error that does not say why
+# Docker's floor for --memory (moby ``linuxMinMemory``), checked at create
 MIN_MEMORY = 6 * 1024 * 1024
+# on v2 the runtime's init is charged to the container's cgroup before the container's process
+# runs: under about 16 MB it is killed there now and then (seen at 6 MB in the Debian 12 VM),
+# and the start fails with runc's "cannot start a container that has stopped"
+MIN_MEMORY_V2 = 16 * 1024 * 1024
 REMOVE_WAIT = 2.0  # the last process may still be leaving the cgroup
 DRAIN_WAIT = 10.0  # what a lost runtime left, killed and waited for
 
@@ -96,6 +99,10 @@ class Cgroups:
         """The ``linux.cgroupsPath`` runc is given (cgroupfs manager)."""
         return f"/{self.parent}/{cid}"
 
+    def min_memory(self) -> int:
+        """The smallest ``--memory`` a container starts with on this host."""
+        return MIN_MEMORY_V2 if self.kind == V2 else MIN_MEMORY
+
     def default_cgroupns(self) -> str:
         """Docker's default: a private cgroup namespace on v2, the host's on v1 and hybrids."""
         return "private" if self.kind == V2 else "host"
@@ -152,9 +159,11 @@ class Cgroups:
         """Refuse, naming the controller or value, what this host cannot give the container;
         on v2, enable the needed controllers down to the engine's parent. Nothing of the
         container is made here."""
-        if needs.memory is not None and needs.memory < MIN_MEMORY:
+        floor = self.min_memory()
+        if needs.memory is not None and needs.memory < floor:
             raise InvalidParameter(f"invalid memory {needs.memory}: below the minimum of "
-                                   f"{MIN_MEMORY} bytes (6MB) the host accepts")
+                                   f"{floor} bytes ({floor >> 20}MB) this host "
+                                   f"(cgroup {self.kind}) accepts")
         needed = self.controllers_needed(needs)
         if self.kind == V2:
             self._verify_v2(needed)

@@ -14,14 +14,14 @@ from waiting import wait_for
 from engine import StartFailed, cgroups
 from engine.runtime import process_alive
 
-# a shell variable of 100 MB: more than a 16 MB limit holds (swap included: Docker's default
+# a shell variable of 100 MB: more than a 32 MB limit holds (swap included: Docker's default
 # swap limit is the memory limit again)
 ALLOCATE = 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'
 SLEEPS = ["sh", "-c", "echo ready; while true; do sleep 0.1; done"]
 
 
 def test_oom_kill_is_reported_in_state_and_events(engine, busybox, probe) -> None:
-    cid = engine.create(busybox, ["sh", "-c", ALLOCATE], name="oom", memory="16m",
+    cid = engine.create(busybox, ["sh", "-c", ALLOCATE], name="oom", memory="32m",
                         network="none")
     engine.start("oom")
     assert engine.wait("oom", timeout=60) == 137
@@ -134,9 +134,17 @@ def test_cgroupns_default_is_the_hosts(engine, busybox) -> None:
     assert engine.inspect(cid)["HostConfig"]["CgroupnsMode"] == cgroups.host().default_cgroupns()
 
 
-def test_smallest_memory_limit_runs(engine, busybox) -> None:
-    # Docker's floor, 6 MB, is enough for the runtime's init and a shell on either layout
-    cid = engine.create(busybox, ["sh", "-c", "echo small"], memory="6m", network="none")
+def test_smallest_memory_limit_runs_and_below_it_is_refused_at_verify(engine, busybox,
+                                                                     probe) -> None:
+    floor = cgroups.host().min_memory()  # Docker's 6 MB; 16 MB on v2
+    if floor > cgroups.MIN_MEMORY:
+        below = engine.create(busybox, ["true"], memory=floor - (1 << 20), network="none")
+        with pytest.raises(StartFailed) as err:
+            engine.start(below)
+        assert err.value.step == "verify" and f"invalid memory {floor - (1 << 20)}" in str(
+            err.value)
+        assert probe.leaks(below) == []
+    cid = engine.create(busybox, ["sh", "-c", "echo small"], memory=floor, network="none")
     engine.start(cid)
     assert engine.wait(cid, timeout=30) == 0
     assert [r.text.strip() for r in engine.logs(cid)] == ["small"]

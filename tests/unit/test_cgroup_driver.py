@@ -136,7 +136,10 @@ def test_a_parent_holding_processes_is_refused(tmp_path: Path) -> None:
 
 def test_memory_below_the_floor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameter, match="invalid memory 4194304"):
-        Cgroups(v2_tree(tmp_path)).verify(Needs(memory=4 << 20))
+        Cgroups(v1_tree(tmp_path / "a")).verify(Needs(memory=4 << 20))
+    Cgroups(v1_tree(tmp_path / "a")).verify(Needs(memory=6 << 20))
+    with pytest.raises(InvalidParameter, match=r"invalid memory 8388608: .*16MB.*cgroup v2"):
+        Cgroups(v2_tree(tmp_path / "b")).verify(Needs(memory=8 << 20))
 
 
 @pytest.mark.parametrize("cpus", [0.123456, 1.0000001, 0.000015])
