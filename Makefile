@@ -39,7 +39,7 @@ test: deps venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # make test-v2: the cgroup v2 part, in a stock Debian 12 VM (qemu, from the committed state):
-# the demo, then the tests that touch cgroups (about 15 minutes; CI runs it after make test).
+# the demo, then the tests that touch cgroups (about 9 minutes; CI runs it after make test).
 # Not the restart and health tests: they compare sub-second delays, which emulation (a start
 # takes seconds there) swamps.
 V2_TESTS := tests/unit/test_cgroup_driver.py tests/integration/test_cgroups.py \
