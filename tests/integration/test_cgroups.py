@@ -20,7 +20,10 @@ ALLOCATE = 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'
 SLEEPS = ["sh", "-c", "echo ready; while true; do sleep 0.1; done"]
 
 
-def test_oom_kill_is_reported_in_state_and_events(engine, busybox, probe) -> None:
+def test_oom_kill_is_reported_in_state_and_events(engine, busybox, probe, tmp_path,
+                                                  monkeypatch) -> None:
+    # conmon writes a file named "oom" into its working folder, which it inherits from us
+    monkeypatch.chdir(tmp_path)
     cid = engine.create(busybox, ["sh", "-c", ALLOCATE], name="oom", memory="32m",
                         network="none")
     engine.start("oom")
