@@ -94,9 +94,11 @@ class Monitor:
         try:
             try:
                 # conmon and the container must not hold the caller's stdio: a pipe that a
-                # caller waits on would then never close
+                # caller waits on would then never close. conmon writes an 'oom' file into
+                # its working folder when the container is OOM-killed: the bundle (removed
+                # whole by its undo), never the caller's folder
                 proc = subprocess.Popen(
-                    self._args(m), env=env, pass_fds=(sync_w, start_r),
+                    self._args(m), env=env, pass_fds=(sync_w, start_r), cwd=m.bundle,
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL)
             except OSError as exc:

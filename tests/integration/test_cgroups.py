@@ -22,7 +22,7 @@ SLEEPS = ["sh", "-c", "echo ready; while true; do sleep 0.1; done"]
 
 def test_oom_kill_is_reported_in_state_and_events(engine, busybox, probe, tmp_path,
                                                   monkeypatch) -> None:
-    # conmon writes a file named "oom" into its working folder, which it inherits from us
+    # conmon writes a file named "oom" into its working folder: the bundle, not ours
     monkeypatch.chdir(tmp_path)
     cid = engine.create(busybox, ["sh", "-c", ALLOCATE], name="oom", memory="32m",
                         network="none")
@@ -34,6 +34,7 @@ def test_oom_kill_is_reported_in_state_and_events(engine, busybox, probe, tmp_pa
     assert actions[-2:] == ["oom", "die"]  # Docker's order
     assert not any("survived" in r.text for r in engine.logs("oom"))
     assert probe.leaks(cid) == []
+    assert not (tmp_path / "oom").exists()
 
     # a run that is not killed clears it, as Docker's start does
     engine.remove("oom")
