@@ -36,7 +36,18 @@ from states import (
     undo_steps,
 )
 
-from . import cgroups, exitcodes, fsck, health, hostfiles, logopts, mounts, netsteps, seccomp
+from . import (
+    cgroups,
+    exitcodes,
+    fsck,
+    health,
+    hostfiles,
+    logkeeper,
+    logopts,
+    mounts,
+    netsteps,
+    seccomp,
+)
 from . import config as cfg
 from .config import Bind, ContainerConfig
 from .container import Container, ContainerState, now_rfc3339
@@ -118,7 +129,8 @@ class Engine:
         runtime_bin = find_runtime(runtime or "runc") or (runtime or "runc")
         self.runtime = Runtime(runtime_bin, self.layout.runc_root)
         conmon_bin = conmon or find_conmon() or "conmon"
-        self.monitor = Monitor(conmon_bin, runtime_bin, self.layout.runc_root)
+        self.monitor = Monitor(conmon_bin, runtime_bin, self.layout.runc_root,
+                               self.layout.logkeeper)
         self.images = ImageStore(self.layout.root)
         self.journal = EventJournal(self.layout.events)
         self.bus = EventBus()
@@ -1057,6 +1069,8 @@ class Engine:
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
              since: Any = None, until: Any = None) -> Iterator[LogRecord]:
         c = self._load(self._resolve(ref))
+        with contextlib.suppress(OSError):  # a killed keeper comes back to catch up
+            logkeeper.ensure(self.layout.logkeeper)
 
         def stopped() -> bool:
             try:

@@ -22,24 +22,17 @@ conmon counts its bytes from zero when it starts, so a restarted container appen
 file that may already be full: the keeper asks conmon to reopen (the ``ctl`` FIFO's
 message 2, which runs the same rotation) when the newest file passes ``max-size``.
 
-This file is also the keeper's program: it imports nothing outside the standard library and
-runs as a script, so that each keeper costs a bare interpreter (about 8 MB, 15 ms).
+The keeper (``logkeeper``, one process per engine root) runs ``keep`` on each kept log; it
+imports this module into a bare interpreter, so this module stays standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import select
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
-# The keeper wakes at each rename in the log's folder (inotify: conmon's rotation is one);
-# the tick is for what makes no event (a restarted container's file passing max-size).
-TICK = 1.0
-_IN_MOVED_TO, _IN_CREATE = 0x80, 0x100
 REOPEN_LOGS = b"2 0 0\n"  # conmon's REOPEN_LOGS_EVENT on the control FIFO
 
 
@@ -143,79 +136,3 @@ def _reopen(ctl: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def spawn_keeper(path: Path, *, max_files: int, max_size: int, ctl: Path,
-                 conmon_pid: int) -> None:
-    """Start the keeper of the log at ``path``; it ends soon after conmon ``conmon_pid``.
-
-    The keeper is nobody's child (the caller may be a long-lived embedder, which would
-    otherwise hold a zombie from each container's stop): ``setsid --fork`` (util-linux) starts
-    it and returns at once (1 ms); without it, the keeper forks itself and the caller waits
-    for its interpreter to start (10 ms).
-    """
-    argv = [sys.executable, "-I", "-S", __file__, str(path), str(max_files), str(max_size),
-            str(ctl), str(conmon_pid)]
-    from . import programs  # here: run as the keeper's script, this file imports no engine
-
-    setsid = programs.find("setsid")
-    subprocess.run([setsid, "--fork", *argv] if setsid else [*argv, "--fork"],
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-                   check=False)
-
-
-def _watch(folder: Path) -> int:
-    """An inotify descriptor woken by renames into ``folder``, or -1 (then ticks alone)."""
-    import ctypes  # here: the reader of logs imports this module too, and needs none of it
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return -1
-    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-    if fd >= 0 and libc.inotify_add_watch(fd, os.fsencode(folder),
-                                          _IN_MOVED_TO | _IN_CREATE) < 0:
-        os.close(fd)
-        return -1
-    return fd
-
-
-def _run(path: Path, max_files: int, max_size: int, ctl: Path, conmon_pid: int) -> None:
-    try:
-        pidfd = os.pidfd_open(conmon_pid)
-    except OSError:
-        pidfd = -1
-    watch = _watch(path.parent)
-    try:
-        while True:
-            keep(path, max_files=max_files, max_size=max_size, ctl=ctl)
-            if pidfd < 0:
-                return
-            ready, _, _ = select.select([pidfd] + [watch] * (watch >= 0), [], [], TICK)
-            if pidfd in ready:  # conmon is gone and has written all: a last pass
-                keep(path, max_files=max_files, max_size=max_size)
-                return
-            if watch in ready:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(watch, 4096):
-                        pass
-    finally:
-        for fd in (pidfd, watch):
-            if fd >= 0:
-                os.close(fd)
-
-
-def main(argv: list[str]) -> int:
-    if argv[-1:] == ["--fork"]:
-        argv = argv[:-1]
-        if os.fork():
-            return 0
-    path, max_files, max_size, ctl, conmon_pid = argv
-    with contextlib.suppress(Exception):  # nobody reads a keeper's errors
-        _run(Path(path), int(max_files), int(max_size), Path(ctl), int(conmon_pid))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

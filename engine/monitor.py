@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import logfiles, programs
+from . import logfiles, logkeeper, programs
 from .errors import SystemFailure
 from .runtime import last_runtime_error, process_alive
 
@@ -46,14 +46,16 @@ class MonitorSpec:
     exit_command: list[str]
     terminal: bool = False
     log_max_size: int | None = None  # conmon's --log-size-max; None: no cap
-    log_max_files: int = 1  # more than one: a keeper keeps them beside conmon (logfiles)
+    log_max_files: int = 1  # more than one: the root's keeper keeps them (logkeeper)
 
 
 class Monitor:
-    def __init__(self, conmon: str, runtime: str, runtime_root: Path) -> None:
+    def __init__(self, conmon: str, runtime: str, runtime_root: Path,
+                 keeper: Path | None = None) -> None:
         self.conmon = conmon
         self.runtime = runtime
         self.runtime_root = runtime_root
+        self.keeper = keeper or runtime_root.parent / "logkeeper"  # the log keeper's folder
 
     def _args(self, m: MonitorSpec) -> list[str]:
         args = [
@@ -79,9 +81,11 @@ class Monitor:
         """Start conmon and let it create the container; return (conmon pid, container pid)."""
         m.socket_dir.mkdir(parents=True, exist_ok=True)
         rotates = m.log_max_size is not None and m.log_max_files > 1
+        base = 0
         if rotates:
             try:
                 logfiles.prepare(m.log)
+                base = os.stat(m.log).st_size
             except OSError as exc:
                 raise MonitorFailure(f"cannot prepare the log {m.log}: {exc}") from exc
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
@@ -125,14 +129,17 @@ class Monitor:
             _stop_failed(m)
             raise MonitorFailure(f"runc create: {detail}")
         conmon_pid = read_pid(m.conmon_pidfile)
-        if rotates and m.log_max_size is not None:
-            try:
-                logfiles.spawn_keeper(m.log, max_files=m.log_max_files,
-                                      max_size=m.log_max_size, ctl=m.bundle / "ctl",
-                                      conmon_pid=conmon_pid)
-            except OSError as exc:
-                stop_conmon(conmon_pid, m.cid)
-                raise MonitorFailure(f"cannot start the log keeper: {exc}") from exc
+        if not rotates or m.log_max_size is None:
+            with contextlib.suppress(OSError):  # a keeper killed meanwhile comes back
+                logkeeper.ensure(self.keeper)
+            return conmon_pid, pid
+        try:
+            logkeeper.register(self.keeper, cid=m.cid, log=m.log, max_files=m.log_max_files,
+                               max_size=m.log_max_size, ctl=m.bundle / "ctl",
+                               conmon_pid=conmon_pid, base=base)
+        except OSError as exc:
+            stop_conmon(conmon_pid, m.cid)
+            raise MonitorFailure(f"cannot start the log keeper: {exc}") from exc
         return conmon_pid, pid
 
     def _read_sync(self, fd: int, m: MonitorSpec) -> dict:

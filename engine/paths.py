@@ -55,6 +55,10 @@ class Layout:
     def sockets(self) -> Path:
         return self.run / "socket"
 
+    @property
+    def logkeeper(self) -> Path:
+        return self.run / "logkeeper"  # the root's log keeper (engine/logkeeper.py)
+
     def container(self, cid: str) -> ContainerPaths:
         return ContainerPaths(self.containers / cid, self.exits / cid)
 

@@ -41,7 +41,7 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
             dirs=("/usr/bin", "/usr/libexec/podman", "/usr/sbin")),
     Program("nft", "nftables", "bridge networking: masquerade and published ports"),  # firewall.py
     Program("busybox", "busybox-static", "the busybox image"),  # images.py
-    # logfiles.py, optional: without it the log keeper forks itself (10 ms instead of 1)
+    # logkeeper.py, optional: without it the log keeper forks itself (10 ms instead of 1)
     Program("setsid", "util-linux", "starting the log keeper"),
     # graphs.py: run by the graphviz library, which looks it up on $PATH itself
     Program("dot", "graphviz", "svg and png graphs"),

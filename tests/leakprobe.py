@@ -2,12 +2,14 @@
 
 Reusable by any test: ``LeakProbe(layout).leaks(cid)`` lists every leftover it finds (mounts
 under the engine's root, network namespaces, cgroups, runc state, conmon or container
-processes, bundles, exit files, sockets, temporary files); an empty list means clean.
+processes, bundles, exit files, sockets, temporary files, the root's log keeper once nothing
+is left to keep); an empty list means clean.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from engine import cgroups
@@ -51,6 +53,26 @@ def _cgroup_members(cid: str) -> list[int]:
             if stat.rsplit(")", 1)[1].split()[0] != "Z":
                 found.append(int(entry.name))
     return found
+
+
+def keeper_pids(layout: Layout) -> list[int]:
+    """The log keepers of the root (one at most, when any container's log is kept)."""
+    folder = os.fsencode(str(layout.logkeeper))
+    return [pid for pid, cmd in _cmdlines().items()
+            if b"logkeeper.py" in cmd and folder in cmd.split(b"\0")]
+
+
+def kept(layout: Layout, cid: str) -> list[str]:
+    """The keeper's entries for ``cid`` (one per conmon of it whose log is kept)."""
+    try:
+        return [n for n in os.listdir(layout.logkeeper / "keep") if n.startswith(cid + ".")]
+    except FileNotFoundError:
+        return []
+
+
+# the keeper drops a log within milliseconds of its conmon's end, and then leaves if it was the
+# last; on a loaded machine that may take a while, which is not a leak
+KEEPER_GRACE = 5.0
 
 
 class LeakProbe:
@@ -108,6 +130,24 @@ class LeakProbe:
             dirnames[:] = [d for d in dirnames if d not in ("rootfs", "diff")]
         return found
 
+    def keeper_leaks(self, cid: str) -> list[str]:
+        """A keep entry of ``cid`` with no conmon of it alive; a keeper of a root with no
+        container left."""
+        def found() -> list[str]:
+            out = []
+            if not any(b"conmon" in cmd.split(b"\0")[0] and cid.encode() in cmd
+                       for cmd in _cmdlines().values()):
+                out += [f"log keeper entry {n}" for n in kept(self.layout, cid)]
+            if not (self.layout.containers.is_dir() and any(self.layout.containers.iterdir())):
+                out += [f"log keeper process {pid} (no container left)"
+                        for pid in keeper_pids(self.layout)]
+            return out
+
+        deadline = time.monotonic() + KEEPER_GRACE
+        while (out := found()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return out
+
     def leaks(self, cid: str, *, removed: bool = False) -> list[str]:
         """Leftovers of container ``cid``; with ``removed``, its folder must be gone too."""
         found: list[str] = []
@@ -132,6 +172,7 @@ class LeakProbe:
             if path.exists():
                 found.append(f"file {path}")
         found += self.network_leaks(cid)
+        found += self.keeper_leaks(cid)
         if removed and cpaths.dir.exists():
             found.append(f"container folder {cpaths.dir}")
         found += [f"temporary file {t}" for t in self.temporary_files()]

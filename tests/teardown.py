@@ -6,11 +6,11 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from leakprobe import LeakProbe
+from leakprobe import LeakProbe, keeper_pids
 
 
 def teardown_root(root: Path) -> None:
-    from engine import CorralError, Engine
+    from engine import CorralError, Engine, logkeeper
     from engine import mounts as _mounts
 
     eng = Engine(root, watch=False)
@@ -22,8 +22,10 @@ def teardown_root(root: Path) -> None:
         leftover = LeakProbe(eng.layout).mounts()
     finally:
         eng.close()
+        logkeeper.stop(eng.layout.logkeeper)  # ends by itself once nothing is kept; if not
+    leftover += [f"log keeper {pid}" for pid in keeper_pids(eng.layout)]
     # last resort, so one broken test cannot break the next run
     for point in sorted(_mounts.mounted_under(root), key=len, reverse=True):
         _mounts.unmount(Path(point))
     shutil.rmtree(eng.layout.run, ignore_errors=True)
-    assert not leftover, f"mounts left under {root}: {leftover}"
+    assert not leftover, f"left under {root}: {leftover}"

@@ -1,5 +1,6 @@
 """Log rotation with real conmon: max-size/max-file kept as Docker keeps them, ``logs`` reading
-the kept files in order, the keeper ending with conmon, bad options refused at create."""
+the kept files in order, the keeper dropping a log after its conmon, bad options refused at
+create."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from leakprobe import keeper_pids, kept
 from waiting import wait_for
 
 from engine import InvalidParameter
@@ -28,17 +30,9 @@ def numbered_writer(lines: int, every: int = 50, pause: str = "0.05") -> list[st
             f"i=$((i+1)); [ $((i % {every})) -eq 0 ] && sleep {pause}; done; true"]
 
 
-def keepers(cid: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                cmd = Path(entry.path, "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"logfiles.py" in cmd and cid.encode() in cmd:
-                found.append(int(entry.name))
-    return found
+def keeps(engine, cid: str) -> bool:
+    """Whether the root's keeper keeps (or is yet to drop) the log of ``cid``."""
+    return bool(kept(engine.layout, cid))
 
 
 def numbers(texts: list[str]) -> list[int]:
@@ -52,7 +46,7 @@ def test_rotation_keeps_max_file_files_and_logs_reads_them_in_order(engine, busy
     engine.start(cid)
     assert engine.wait(cid) == 0
     path = engine.layout.container(cid).log
-    wait_for(lambda: not keepers(cid), timeout=10, what="the keeper's end")
+    wait_for(lambda: not keeps(engine, cid), timeout=10, what="the keeper's last pass")
     files = log_files(path)
     sizes = [f.stat().st_size for f in files]
     # ~100 bytes a record, 120 kB written: 7 rotations, the last three files kept
@@ -103,9 +97,9 @@ def test_no_cap_and_defaults(engine, busybox, root_dir: Path) -> None:
     engine.start(cid)
     argv = Path(f"/proc/{find_conmon_of(cid)}/cmdline").read_bytes().split(b"\0")
     assert argv[argv.index(b"--log-size-max") + 1] == str(10 << 20).encode()
-    wait_for(lambda: keepers(cid), timeout=10, what="the keeper")
+    assert keeps(engine, cid) and keeper_pids(engine.layout)
     engine.remove(cid, force=True)
-    wait_for(lambda: not keepers(cid), timeout=10, what="the keeper's end with conmon")
+    wait_for(lambda: not keeper_pids(engine.layout), timeout=10, what="the keeper's end")
 
     (root_dir / "daemon.json").write_text(json.dumps({"log-opts": {"max-size": "1m"}}))
     cid = engine.create(busybox, ["true"], network="none")
@@ -147,7 +141,8 @@ def test_cli_log_opt_and_tail_on_rotated_files(engine, busybox, root_dir: Path) 
                "--log-opt", "max-file=2", busybox, *numbered_writer(600))
     assert r.returncode == 0, r.stderr
     assert engine.wait("writer") == 0
-    wait_for(lambda: not keepers(r.stdout.strip()), timeout=10, what="the keeper's end")
+    wait_for(lambda: not keeps(engine, r.stdout.strip()), timeout=10,
+             what="the keeper's last pass")
     assert len(log_files(engine.layout.container(r.stdout.strip()).log)) == 2
     tail = corral("logs", "--tail", "2", "writer")
     assert numbers(tail.stdout.splitlines()) == [598, 599]
