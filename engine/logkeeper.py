@@ -205,15 +205,21 @@ class _Kept:
 
 
 class _Inotify:
-    def __init__(self) -> None:
-        import ctypes
+    """One descriptor for all watches; without one (out of instances) every watch is -1 and
+    the keeper looks at everything each TICK instead."""
 
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1")
+    def __init__(self) -> None:
+        import ctypes  # here: the engine's side imports this module and needs none of it
+
+        try:
+            self._libc = ctypes.CDLL(None, use_errno=True)
+            self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            self.fd = -1
 
     def add(self, folder: Path, mask: int) -> int:
+        if self.fd < 0:
+            return -1
         return self._libc.inotify_add_watch(self.fd, os.fsencode(str(folder)), mask)
 
     def remove(self, wd: int) -> None:
@@ -242,7 +248,8 @@ class Keeper:
         self.keep_wd = self.inotify.add(_keep_dir(folder), _IN_MOVED_TO | _IN_DELETE_SELF
                                         | _IN_MOVE_SELF)
         self.poll = select.poll()
-        self.poll.register(self.inotify.fd, select.POLLIN)
+        if self.inotify.fd >= 0:
+            self.poll.register(self.inotify.fd, select.POLLIN)
         self.by_pidfd: dict[int, str] = {}
         self.stuck: set[str] = set()  # entries it could not remove: not a reason to stay
         self._write_pid()
@@ -320,8 +327,9 @@ class Keeper:
         while True:
             if not self.kept and not self._leave():
                 return
-            unrotated = [k for k in self.kept.values() if k.unrotated]
-            ready = self.poll.poll(TICK * 1000 if unrotated else None)
+            ticking = [k for k in self.kept.values() if k.wd < 0 or k.unrotated]
+            blind = self.keep_wd < 0
+            ready = self.poll.poll(TICK * 1000 if ticking or blind else None)
             touched: set[str] = set()
             for fd, _ in ready:
                 if fd == self.inotify.fd:
@@ -343,7 +351,9 @@ class Keeper:
                     else:
                         touched |= self.by_wd.get(wd, set())
             if not ready:
-                touched |= {k.name for k in unrotated}
+                touched |= {k.name for k in ticking}
+                if blind:
+                    self.rescan()
             for name in touched:
                 if name in self.kept:
                     self.kept[name].pass_()

@@ -46,6 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 RUN_BASE = Path("/run/corral")
+KEEPER = str(Path(__file__).resolve().parents[1] / "engine" / "logkeeper.py").encode()
 
 
 def _run_folders() -> set[str]:
@@ -55,16 +56,37 @@ def _run_folders() -> set[str]:
         return set()
 
 
+def _keepers() -> dict[int, str]:
+    """Log keepers run from this checkout: pid -> the run folder of the root each keeps."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if KEEPER in argv[:-1]:
+                folder = Path(os.fsdecode(argv[argv.index(KEEPER) + 1]))
+                found[int(entry.name)] = folder.parent.name
+    return found
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_run_folders_left() -> Iterator[None]:
-    """Every engine root a test makes is torn down with its run folder in /run/corral; one
-    left behind (a late background command making it again) fails the run."""
+    """Every engine root a test makes is torn down with its run folder in /run/corral, and
+    its log keeper with it; one left behind (a late background command making it again)
+    fails the run."""
     before = _run_folders()
     yield
     deadline = time.monotonic() + 10  # exit commands of the last tests may still be running
-    while (left := _run_folders() - before) and time.monotonic() < deadline:
+    while True:
+        left = _run_folders() - before
+        keepers = {pid: run for pid, run in _keepers().items() if run not in before}
+        if not (left or keepers) or time.monotonic() > deadline:
+            break
         time.sleep(0.2)
     assert not left, f"run folders left in {RUN_BASE}: {sorted(left)}"
+    assert not keepers, f"log keepers left: {keepers}"
 
 
 @pytest.fixture
