@@ -197,6 +197,12 @@ class _Kept:
             argv = [b""]
         return argv[0].endswith(b"conmon") and self.cid.encode() in argv
 
+    def oversize(self) -> bool:
+        try:
+            return os.stat(self.log).st_size > self.max_size
+        except OSError:
+            return False
+
     def pass_(self, *, last: bool = False) -> None:
         # one log's trouble (its folder being removed) must not end the keeping of all
         with contextlib.suppress(Exception):
@@ -350,8 +356,8 @@ class Keeper:
                         self.by_wd.pop(wd, None)  # its folder was removed
                     else:
                         touched |= self.by_wd.get(wd, set())
-            if not ready:
-                touched |= {k.name for k in ticking}
+            if not ready:  # a tick: a full pass only where one is needed
+                touched |= {k.name for k in ticking if k.wd < 0 or k.oversize()}
                 if blind:
                     self.rescan()
             for name in touched:
