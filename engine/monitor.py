@@ -50,12 +50,11 @@ class MonitorSpec:
 
 
 class Monitor:
-    def __init__(self, conmon: str, runtime: str, runtime_root: Path,
-                 keeper: Path | None = None) -> None:
+    def __init__(self, conmon: str, runtime: str, runtime_root: Path, keeper: Path) -> None:
         self.conmon = conmon
         self.runtime = runtime
         self.runtime_root = runtime_root
-        self.keeper = keeper or runtime_root.parent / "logkeeper"  # the log keeper's folder
+        self.keeper = keeper  # the root's log keeper's folder (logkeeper)
 
     def _args(self, m: MonitorSpec) -> list[str]:
         args = [
