@@ -106,7 +106,12 @@ def ensure(folder: Path) -> None:
     fd = _try_lock(folder)
     if fd is None:
         return  # a keeper holds it: it sees the entries
-    os.close(fd)
+    try:
+        # looked at again under the lock: a keeper that was leaving removed what it dropped
+        if not _entries(folder):
+            return
+    finally:
+        os.close(fd)
     # here: the keeper's own process needs neither (nor could it import the engine)
     import subprocess
 
@@ -131,6 +136,13 @@ def is_keeper(pid: int, folder: Path) -> bool:
             and os.fsencode(str(folder)) in argv)
 
 
+def keeper_pids(folder: Path) -> list[int]:
+    """Every keeper process of ``folder``: the one holding the lock, and one just started
+    that has not taken it yet (or is about to find it taken and leave)."""
+    return [int(e.name) for e in os.scandir("/proc")
+            if e.name.isdigit() and is_keeper(int(e.name), folder)]
+
+
 def keeper_pid(folder: Path) -> int:
     """The pid of the running keeper of ``folder``, or 0."""
     try:
@@ -141,23 +153,21 @@ def keeper_pid(folder: Path) -> int:
 
 
 def stop(folder: Path, timeout: float = STOP_TIMEOUT) -> None:
-    """End the keeper of ``folder`` (a root's teardown); idempotent."""
-    if not (folder / "lock").exists():
-        return
+    """End every keeper of ``folder`` (a root's teardown), also one still starting;
+    idempotent. Its entries stay: the caller removes the run folder."""
     deadline = time.monotonic() + timeout
     sig = signal.SIGTERM
-    while (fd := _try_lock(folder)) is None:
+    while pids := keeper_pids(folder):
         if time.monotonic() > deadline:
             if sig == signal.SIGKILL:
-                return  # not a keeper of ours holding it; nothing more to do
+                return
             sig, deadline = signal.SIGKILL, time.monotonic() + timeout
-        if pid := keeper_pid(folder):
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         time.sleep(0.02)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(folder / "pid")
-    os.close(fd)
 
 
 # -- the keeper's side ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from engine import cgroups
+from engine import cgroups, logkeeper
 from engine.paths import Layout
 
 
@@ -57,9 +57,7 @@ def _cgroup_members(cid: str) -> list[int]:
 
 def keeper_pids(layout: Layout) -> list[int]:
     """The log keepers of the root (one at most, when any container's log is kept)."""
-    folder = os.fsencode(str(layout.logkeeper))
-    return [pid for pid, cmd in _cmdlines().items()
-            if b"logkeeper.py" in cmd and folder in cmd.split(b"\0")]
+    return logkeeper.keeper_pids(layout.logkeeper)
 
 
 def kept(layout: Layout, cid: str) -> list[str]:
