@@ -66,15 +66,18 @@ def _entries(folder: Path) -> list[str]:
 
 
 def _try_lock(folder: Path, tries: int = 1) -> int | None:
-    """The keeper's lock, taken (its descriptor), or None when someone holds it."""
+    """The keeper's lock, taken (its descriptor), or None when someone holds it: a keeper
+    (it has written its pid file), or for more than ``tries`` times 10 ms."""
     fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     for i in range(tries):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
-            if i + 1 < tries:
+            if i + 1 < tries and not keeper_pid(folder):  # a starter holds it for a moment
                 time.sleep(0.01)
+            else:
+                break
     os.close(fd)
     return None
 
