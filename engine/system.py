@@ -2,12 +2,12 @@
 
 ``reset`` stops and removes every container of a root, then every host object named from the
 root's tag (the short hash of its path, ``Layout.run.name``): conmon processes and runc state
-under ``/run/corral/<tag>``, health monitors, network namespaces and veths of its containers,
-mounts under its containers folder and the run folder, its bridges (their ifalias names the
-tag), the nftables table ``corral_<tag>``, the run folder itself, the network definitions and
-leases; volumes only when asked. It works from the tag alone, so a root whose folder was
-deleted by hand is still torn down. Images, volumes (by default) and the events journal are
-kept.
+under ``/run/corral/<tag>``, health monitors, the log keeper, network namespaces and veths of
+its containers, mounts under its containers folder and the run folder, its bridges (their
+ifalias names the tag), the nftables table ``corral_<tag>``, the run folder itself, the network
+definitions and leases; volumes only when asked. It works from the tag alone, so a root whose
+folder was deleted by hand is still torn down. Images, volumes (by default) and the events
+journal are kept.
 
 ``prune`` removes what Docker's ``system prune`` does: stopped containers and networks no
 container uses.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import config as cfg
-from . import mounts, programs
+from . import logkeeper, mounts, programs
 from .errors import CorralError
 from .log import logger
 from .paths import Layout
@@ -117,6 +117,9 @@ def _sweep_host(layout: Layout, report: ResetReport) -> None:
             os.kill(pid, signal.SIGKILL)
             report.processes.append(pid)
     _wait_gone(list(monitors))
+    keepers = logkeeper.keeper_pids(layout.logkeeper)  # the root's log keeper, one at most
+    logkeeper.stop(layout.logkeeper)
+    report.processes += keepers
     for cid in sorted(cids):
         report.processes += _kill_cgroup_members(cid)
         ns = netsteps.netns_name(cid)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from leakprobe import LeakProbe, processes_mentioning
+from leakprobe import LeakProbe, keeper_pids, processes_mentioning
 from schemas import OCI_SCHEMA
 
 from engine import Engine, StartFailed
@@ -126,6 +126,7 @@ def populated(new_root: Path) -> tuple[Corral, list[str]]:
     layout = Layout.for_root(new_root)
     before = host_objects(layout)
     assert any(o.startswith("bridge") for o in before) and f"run folder {layout.run}" in before
+    assert keeper_pids(layout)  # the root's log keeper, which a reset ends too
     assert _nft_table_exists(layout)
     return c, cids
 
