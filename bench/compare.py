@@ -237,7 +237,7 @@ class Bench:
         text = proc.stdout.decode()
         m1 = re.search(r"corral \(pyroute2, in process\)\s+([\d.]+) ms", text)
         m2 = re.search(r"ip commands \(\d+ processes\)\s+([\d.]+) ms", text)
-        m3 = re.search(r"import engine.network \+ pyroute2 (\d+) ms", text)
+        m3 = re.search(r"import engine.host.netlink \+ pyroute2 (\d+) ms", text)
         self.results["network"] = {
             "corral": float(m1.group(1)) if m1 else float("nan"),
             "ip": float(m2.group(1)) if m2 else float("nan"),

@@ -12,7 +12,7 @@ Modes (``python bench/corral_probe.py MODE ...``):
 - ``pss --root R``: ``Engine(root)`` + ``list(all=True)``, then this process's own Pss.
 - ``transitions -n N``: microseconds per ``Lifecycle.fire`` of pause/unpause, and per
   ``Lifecycle(...)`` construction (the engine builds one per operation).
-- ``cli --out FILE -- ARGS``: run ``corral ARGS`` (``engine.cli.main``) with the same wrappers
+- ``cli --out FILE -- ARGS``: run ``corral ARGS`` (``engine.cli.main.main``) with the same wrappers
   and write the time of each phase to FILE.
 - ``cleanup --root R``: remove every container, the networks and the firewall table, the run
   folder; unmount what is left under the root.
@@ -65,8 +65,12 @@ def instrument() -> None:
     """Time the engine's parts in this process: start steps, network sub-steps, runc and
     conmon calls, state writes, journal appends. Missing names are skipped (the engine moves
     on; the benchmark should not break)."""
-    from engine import engine as engine_mod
-    from engine import events, monitor, netsteps, runtime, steps, store
+    from engine.core import engine as engine_mod
+    from engine.host import conmon as monitor
+    from engine.host import runc as runtime
+    from engine.start import netsteps, steps
+    from engine.store import events
+    from engine.store import files as store
 
     for step in getattr(steps, "START_PLAN", ()):
         _wrap_attr(step, "do", f"step {step.name}")
@@ -238,16 +242,16 @@ def mode_transitions(args: argparse.Namespace) -> None:
 
 def mode_cli(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    import engine.engine  # noqa: F401 - the engine modules, transitions (loguru is lazy)
+    import engine.core.engine  # noqa: F401 - the engine modules, transitions (loguru is lazy)
     t_pkg = time.perf_counter() - t0
     t0 = time.perf_counter()
-    import engine.cli as cli
+    import engine.cli.main as cli
     t_cli = time.perf_counter() - t0
-    import engine.network
+    import engine.host.netlink
 
     # pyroute2 is imported at its first use (a bridge start's network step; never by rm or
     # stop): timed there, and counted by summary() with the imports, not with the step
-    _wrap_attr(engine.network, "_pyroute2", PYROUTE2)
+    _wrap_attr(engine.host.netlink, "_pyroute2", PYROUTE2)
     instrument()
     _wrap_attr(cli, "build_parser", "argument parser")
     _wrap_attr(cli, "_attach", "attach: follow logs, wait for the exit")
@@ -255,21 +259,21 @@ def mode_cli(args: argparse.Namespace) -> None:
     code = cli.main(args.argv)
     t_main = time.perf_counter() - t0
     sys.stdout.flush()
-    result = {"import engine (transitions, engine.engine, states)": t_pkg,
-              "import engine.cli": t_cli,
+    result = {"import engine (transitions, engine.core.engine, states)": t_pkg,
+              "import engine.cli.main": t_cli,
               "cli.main": t_main, "probe total": time.perf_counter() - T_PROCESS,
               **{k: v for k, v in PHASES.items()}, "exit": code,
               "counts": dict(COUNTS)}
     Path(args.out).write_text(json.dumps(result))
     sys.stderr.flush()
-    os._exit(0)  # as the corral command ends (engine.cli.run): no interpreter teardown
+    os._exit(0)  # as the corral command ends (engine.cli.main.run): no interpreter teardown
 
 
 def mode_cleanup(args: argparse.Namespace) -> None:
     import shutil
 
     from engine import CorralError, Engine
-    from engine import mounts as _mounts
+    from engine.host import mounts as _mounts
 
     eng = Engine(args.root, watch=False)
     errors = []

@@ -37,7 +37,7 @@ def main() -> int:
     from teardown import teardown_root
 
     from engine import Engine
-    from engine.monitor import find_conmon_of
+    from engine.host.conmon import find_conmon_of
 
     with tempfile.TemporaryDirectory(prefix="corral-keeper-") as tmp:
         root = Path(tmp) / "root"

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from engine.logfiles import log_files  # noqa: E402
-from engine.logs import read_logs  # noqa: E402
+from engine.logs.files import log_files  # noqa: E402
+from engine.logs.reader import read_logs  # noqa: E402
 
 
 def write_log(path: Path, size: int, start: datetime) -> int:

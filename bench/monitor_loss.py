@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def _state(root: Path, cid: str) -> dict:
-    from engine.paths import Layout
+    from engine.store.paths import Layout
 
     with open(Layout.for_root(root).container(cid).state, "rb") as f:
         return json.load(f)
@@ -62,7 +62,7 @@ def bench_embedded(root: Path, image: str, n: int) -> list[float]:
 
 def bench_cli(root: Path, image: str, n: int) -> tuple[list[float], list[float]]:
     from engine import Engine
-    from engine.runtime import process_alive
+    from engine.host.runc import process_alive
 
     eng = Engine(root, watch=False)
     cid = eng.create(image, ["/bin/sleep", "600"], restart="always", network="none")

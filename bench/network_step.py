@@ -5,7 +5,7 @@ exists: a named network namespace with ``lo`` up, a veth pair whose container en
 made inside the namespace and whose host end is on the bridge, the address, ``eth0`` up and
 the default route via the gateway.
 
-- corral: ``engine.network.create_netns`` + ``create_veth`` + ``configure_container``, in this
+- corral: ``engine.host.netlink.create_netns`` + ``create_veth`` + ``configure_container``, in this
   process (pyroute2 is imported once, before timing; its import time is printed apart);
 - baseline: the same through ``ip`` commands (``ip netns add``, ``ip link add ... type veth
   peer name eth0 netns X``, ``ip link set master``/``up``, ``ip -n X addr add``,
@@ -67,7 +67,7 @@ def main() -> None:
         raise SystemExit("needs root (namespaces, veth, bridge)")
 
     t0 = time.perf_counter()
-    from engine import network
+    from engine.host import netlink as network
     network._pyroute2()  # imported at its first use; timed here, apart from the set-ups
     import_time = time.perf_counter() - t0
 
@@ -116,7 +116,7 @@ def main() -> None:
     print(f"bridge set-up per container, median of {args.n} (bridge {bridge}, {subnet})")
     print(f"  corral (pyroute2, in process)   {ms(ours)}")
     print(f"  ip commands (7 processes)       {ms(baseline)}")
-    print(f"  once per process: import engine.network + pyroute2 {import_time * 1000:.0f} ms")
+    print(f"  once per process: import engine.host.netlink + pyroute2 {import_time * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

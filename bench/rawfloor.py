@@ -10,7 +10,7 @@ every 100 ms, which would put a sleep in the floor.)
 ``run true`` (timed): the same network, then ``runc run`` (which deletes the container when
 it exits), ``ip netns del``.
 
-The bundle is the OCI config corral writes (``engine.spec.build_spec``), so runc does the same
+The bundle is the OCI config corral writes (``engine.start.spec.build_spec``), so runc does the same
 work as under corral. Everything lives on a bridge and a subnet made for this run, with names
 of this run, and is deleted after each sample and at the end.
 """
@@ -52,7 +52,7 @@ class RawFloor:
         run(["ip", "link", "set", self.bridge, "up"])
 
     def _prepare(self, args: list[str]) -> tuple[str, str, str, Path, str]:
-        from engine.spec import SpecOptions, build_spec
+        from engine.start.spec import SpecOptions, build_spec
 
         i = self.count
         self.count += 1

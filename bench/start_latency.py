@@ -53,7 +53,7 @@ def bench_embedded(root: Path, n: int) -> list[float]:
 
 
 def bench_raw_runc(root: Path, n: int) -> list[float]:
-    from engine.spec import SpecOptions, build_spec
+    from engine.start.spec import SpecOptions, build_spec
 
     bundle = root / "raw-bundle"
     rootfs = root / "images"

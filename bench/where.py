@@ -22,8 +22,8 @@ from pathlib import Path
 
 from common import REPO, median, python, run, timed
 
-IMPORT_NAMES = ("engine", "engine.engine", "engine.cli", "states", "transitions", "loguru",
-                "engine.network", "pyroute2", "jsonschema", "yaml", "asyncio")
+IMPORT_NAMES = ("engine", "engine.core.engine", "engine.cli.main", "states", "transitions",
+                "loguru", "engine.host.netlink", "pyroute2", "jsonschema", "yaml", "asyncio")
 
 
 def interpreter_start(env: dict[str, str], n: int = 10) -> float:
@@ -31,13 +31,14 @@ def interpreter_start(env: dict[str, str], n: int = 10) -> float:
 
 
 def import_times(env: dict[str, str], n: int = 5) -> dict[str, float]:
-    """Cumulative import time (s) of the main modules of ``import engine.cli`` followed by
-    ``engine.engine``, ``engine.network`` and pyroute2 (what a bridge start loads), median of ``n``
-    processes."""
+    """Cumulative import time (s) of the main modules of ``import engine.cli.main`` followed by
+    ``engine.core.engine``, ``engine.host.netlink`` and pyroute2 (what a bridge start loads),
+    median of ``n`` processes."""
     samples: dict[str, list[float]] = {k: [] for k in IMPORT_NAMES}
     for _ in range(n):
         proc = run([python(), "-X", "importtime", "-c",
-                    "import engine.cli, engine.engine, engine.network, pyroute2"], env=env)
+                    "import engine.cli.main, engine.core.engine, engine.host.netlink, pyroute2"],
+                   env=env)
         for line in proc.stderr.decode().splitlines():
             if not line.startswith("import time:") or "|" not in line:
                 continue
@@ -109,7 +110,7 @@ def summary(ph: dict[str, float]) -> str:
     return f"{g('wall'):.0f} ms = " + " + ".join(parts)
 
 
-IMPORT_ENGINE = "import engine (transitions, engine.engine, states)"
+IMPORT_ENGINE = "import engine (transitions, engine.core.engine, states)"
 PYROUTE2 = "pyroute2 import, at its first use"
 ENGINE_INIT = "Engine() (layout, reconcile)"
 SPAWN = "conmon + runc create (Monitor.spawn)"

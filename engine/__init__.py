@@ -18,7 +18,7 @@ from . import log
 log.install()  # before any engine module runs: they may log at import
 
 if TYPE_CHECKING:
-    from .engine import Engine, ExecResult
+    from .core.engine import Engine, ExecResult
     from .errors import (
         Conflict,
         CorralError,
@@ -29,10 +29,10 @@ if TYPE_CHECKING:
         StartFailed,
         SystemFailure,
     )
-    from .steps import STEP_NAMES
+    from .start.steps import STEP_NAMES
 
 _HOMES = {
-    "Engine": "engine", "ExecResult": "engine", "STEP_NAMES": "steps",
+    "Engine": "core.engine", "ExecResult": "core.engine", "STEP_NAMES": "start.steps",
     **dict.fromkeys(("Conflict", "CorralError", "ExecFailed", "InvalidParameter", "NotFound",
                      "NotModified", "StartFailed", "SystemFailure"), "errors"),
 }

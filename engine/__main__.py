@@ -1,5 +1,5 @@
 """``python -m engine``: the CLI (also what conmon's exit command runs)."""
 
-from .cli import run
+from .cli.main import run
 
 run()

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from .paths import Layout
+from .store.paths import Layout
 
 # the states package would import transitions, which this first stage avoids
 ACTIVE = ("starting", "running", "paused", "removing")
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
     root, cid = argv
     if not needs_engine(root, cid):
         return 0
-    from .cli import run
+    from .cli.main import run
 
     sys.argv = ["corral", "--root", root, "container-exited", cid]
     run()

@@ -36,14 +36,14 @@ class Program:
 
 
 PROGRAMS: dict[str, Program] = {p.name: p for p in (
-    Program("runc", "runc", "running containers"),  # runtime.py
-    Program("conmon", "conmon", "watching containers",  # monitor.py
+    Program("runc", "runc", "running containers"),  # host/runc.py
+    Program("conmon", "conmon", "watching containers",  # host/conmon.py
             dirs=("/usr/bin", "/usr/libexec/podman", "/usr/sbin")),
-    Program("nft", "nftables", "bridge networking: masquerade and published ports"),  # firewall.py
-    Program("busybox", "busybox-static", "the busybox image"),  # images.py
-    # logkeeper.py, optional: without it the log keeper forks itself (10 ms instead of 1)
+    Program("nft", "nftables", "bridge networking: masquerade and published ports"),  # host/nft.py
+    Program("busybox", "busybox-static", "the busybox image"),  # images/store.py
+    # logs/keeper.py, optional: without it the log keeper forks itself (10 ms instead of 1)
     Program("setsid", "util-linux", "starting the log keeper"),
-    # graphs.py: run by the graphviz library, which looks it up on $PATH itself
+    # graphs/dot.py: run by the graphviz library, which looks it up on $PATH itself
     Program("dot", "graphviz", "svg and png graphs"),
 )}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import cgroups
+from engine.host import cgroups
 
 # the file of each limit, by layout
 LIMIT_FILES = {

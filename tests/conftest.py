@@ -13,7 +13,7 @@ import pytest
 from schemas import OCI_SCHEMA
 
 # Every bundle the suite creates, through the API or the CLI, is validated against the OCI
-# runtime-spec schema when written (engine.spec.write_spec), in this process and in children.
+# runtime-spec schema when written (engine.start.spec.write_spec), in this process and in children.
 os.environ["CORRAL_VALIDATE_SPEC"] = str(OCI_SCHEMA)
 
 
@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 RUN_BASE = Path("/run/corral")
-KEEPER = str(Path(__file__).resolve().parents[1] / "engine" / "logkeeper.py").encode()
+KEEPER = str(Path(__file__).resolve().parents[1] / "engine" / "logs" / "keeper.py").encode()
 
 
 def _run_folders() -> set[str]:

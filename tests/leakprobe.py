@@ -12,8 +12,9 @@ import os
 import time
 from pathlib import Path
 
-from engine import cgroups, logkeeper
-from engine.paths import Layout
+from engine.host import cgroups
+from engine.logs import keeper as logkeeper
+from engine.store.paths import Layout
 
 
 def _mount_points() -> list[str]:
@@ -121,7 +122,7 @@ class LeakProbe:
             for name in dirnames + filenames:
                 path = os.path.join(dirpath, name)
                 if name == "ctr.log.tmp" and os.path.islink(path):
-                    continue  # the log keeper's pointer to the next file (engine/logfiles.py)
+                    continue  # the log keeper's pointer to the next file (engine/logs/files.py)
                 if name.endswith(".tmp") or name.startswith((".tmp-", ".trash-")):
                     found.append(path)
             # the image layers and container layers are the user's files, not ours

@@ -10,8 +10,9 @@ from leakprobe import LeakProbe, keeper_pids
 
 
 def teardown_root(root: Path) -> None:
-    from engine import CorralError, Engine, logkeeper
-    from engine import mounts as _mounts
+    from engine import CorralError, Engine
+    from engine.host import mounts as _mounts
+    from engine.logs import keeper as logkeeper
 
     eng = Engine(root, watch=False)
     try:

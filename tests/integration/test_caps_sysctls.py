@@ -7,7 +7,7 @@ import pytest
 from clirun import corral
 
 from engine import InvalidParameter
-from engine.spec import ALL_CAPABILITIES
+from engine.start.spec import ALL_CAPABILITIES
 
 
 def caps_inside(engine, busybox, **kwargs) -> set[str]:

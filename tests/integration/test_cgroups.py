@@ -11,8 +11,9 @@ import signal
 import pytest
 from waiting import wait_for
 
-from engine import StartFailed, cgroups
-from engine.runtime import process_alive
+from engine import StartFailed
+from engine.host import cgroups
+from engine.host.runc import process_alive
 
 # a shell variable of 100 MB: more than a 32 MB limit holds (swap included: Docker's default
 # swap limit is the memory limit again)

@@ -21,7 +21,7 @@ import pytest
 from schemas import OCI_SCHEMA
 from waiting import wait_for
 
-from engine.netsteps import veth_name
+from engine.start.netsteps import veth_name
 
 REPO = Path(__file__).resolve().parents[2]
 ID_LEN = 64
@@ -80,7 +80,7 @@ def _processes_mentioning(text: str) -> list[str]:
 @pytest.fixture
 def corral(tmp_path: Path) -> Iterator[Corral]:
     """A fresh root with the busybox image; torn down through the CLI whatever happens."""
-    from engine.paths import Layout
+    from engine.store.paths import Layout
 
     root = tmp_path / "root"  # tmp_path is on ext4 here: overlayfs accepts it as upper
     c = Corral(root)

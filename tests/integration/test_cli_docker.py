@@ -34,7 +34,7 @@ def test_run_rm_failed_start_prints_one_error_line(bb: Corral) -> None:
     r = bb("run", "--rm", "--name", "nocmd", "busybox", "nosuchcmd")
     assert r.returncode == 127, r.stderr
     lines = _stderr_lines(r)
-    # before: "WARNING engine.cli: No such container: ..." came first
+    # before: "WARNING engine.cli.main: No such container: ..." came first
     assert len(lines) == 1 and lines[0].startswith("Error: "), lines
     assert "executable file not found" in lines[0]
     assert bb.ok("ps", "-aq") == ""

@@ -14,8 +14,8 @@ import pytest
 from clirun import corral as cli
 from waiting import wait_for
 
-from engine.compose import load_project
-from engine.deploy import Deployment, MissingImages
+from engine.compose.deploy import Deployment, MissingImages
+from engine.compose.project import load_project
 
 
 def write(folder: Path, text: str, name: str = "compose.yaml") -> Path:

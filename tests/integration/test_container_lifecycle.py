@@ -209,11 +209,11 @@ def test_none_network_has_only_loopback_up(engine, busybox) -> None:
 
 def test_every_bundle_of_the_suite_is_validated_against_the_oci_schema() -> None:
     """conftest sets CORRAL_VALIDATE_SPEC for the session (and its child processes), so each
-    config.json the engine writes is checked by engine.spec.write_spec before runc sees it."""
+    config.json the engine writes is checked by engine.start.spec.write_spec before runc sees it."""
     folder = Path(os.environ["CORRAL_VALIDATE_SPEC"])
     assert (folder / "config-schema.json").is_file()
     from engine.errors import SystemFailure
-    from engine.spec import SpecOptions, build_spec, validate_spec
+    from engine.start.spec import SpecOptions, build_spec, validate_spec
 
     spec = build_spec(SpecOptions(args=["/bin/true"], rootfs="/x"))
     validate_spec(spec)

@@ -18,7 +18,7 @@ from leakprobe import LeakProbe
 from loguru import logger
 
 from engine import Engine, NotFound, SystemFailure
-from engine.runtime import process_alive
+from engine.host.runc import process_alive
 
 OLD = time.time() - 3600  # older than any write or create takes
 

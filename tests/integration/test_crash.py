@@ -20,10 +20,10 @@ from leakprobe import LeakProbe
 from waiting import wait_for
 
 from engine import STEP_NAMES, Engine
-from engine.netsteps import SUB_STEP_NAMES
-from engine.paths import Layout
-from engine.runtime import process_alive
-from engine.store import read_json
+from engine.host.runc import process_alive
+from engine.start.netsteps import SUB_STEP_NAMES
+from engine.store.files import read_json
+from engine.store.paths import Layout
 
 POINTS = [*STEP_NAMES, *(f"network.{sub}" for sub in SUB_STEP_NAMES)]
 PAUSE_TIMEOUT = 30.0

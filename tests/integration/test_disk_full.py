@@ -17,7 +17,7 @@ from leakprobe import LeakProbe
 from teardown import teardown_root
 
 from engine import Engine, SystemFailure
-from engine import mounts as _mounts
+from engine.host import mounts as _mounts
 
 TMPFS_SIZE = "8m"
 PAGE = os.sysconf("SC_PAGE_SIZE")

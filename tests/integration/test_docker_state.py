@@ -20,10 +20,10 @@ from test_disk_full import fill, small_root  # noqa: F401 - the fixture, shared
 from waiting import wait_for
 
 from engine import Engine, StartFailed, SystemFailure
-from engine import mounts as _mounts
-from engine.paths import Layout
-from engine.runtime import process_alive
-from engine.store import read_json
+from engine.host import mounts as _mounts
+from engine.host.runc import process_alive
+from engine.store.files import read_json
+from engine.store.paths import Layout
 
 CORRAL = [sys.executable, "-m", "engine"]
 CGROUP_BASE = Path("/sys/fs/cgroup")

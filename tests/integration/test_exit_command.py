@@ -15,9 +15,9 @@ from waiting import wait_for
 
 from engine import Engine
 from engine.exited import needs_engine
-from engine.monitor import is_conmon_of
-from engine.paths import Layout
-from engine.store import file_lock
+from engine.host.conmon import is_conmon_of
+from engine.store.files import file_lock
+from engine.store.paths import Layout
 
 CID = "ab" * 32
 
@@ -107,7 +107,7 @@ def test_an_exit_being_handled_is_waited_for_then_left_alone(layout: Layout) -> 
             raise
     _, imports = proc.communicate(timeout=60)
     assert proc.returncode == 0, imports
-    assert "engine.engine" not in imports
+    assert "engine.core.engine" not in imports
 
 
 def test_an_attached_follower_does_not_wait_for_the_exit_command(root_dir: Path,

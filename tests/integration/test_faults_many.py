@@ -17,8 +17,8 @@ from exitcmd import without_exit_command
 from leakprobe import LeakProbe
 
 from engine import STEP_NAMES, Engine, StartFailed, SystemFailure
-from engine.netsteps import SUB_STEP_NAMES
-from engine.store import read_json
+from engine.start.netsteps import SUB_STEP_NAMES
+from engine.store.files import read_json
 
 ROUNDS = int(os.environ.get("CORRAL_FAULT_ROUNDS", "3"))
 POINTS = [*STEP_NAMES, *(f"network.{sub}" for sub in SUB_STEP_NAMES)]

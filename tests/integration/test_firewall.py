@@ -1,4 +1,4 @@
-"""engine.firewall against the real nft and real network namespaces.
+"""engine.host.nft against the real nft and real network namespaces.
 
 A "container" here is made with plain ``ip`` commands: a namespace, a bridge on the host, a
 veth pair, and a busybox listener inside. Traffic goes only to loopback, to the host's own
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from engine import Conflict, InvalidParameter, SystemFailure
-from engine.firewall import (
+from engine.host.nft import (
     Firewall,
     FirewallFailure,
     PortMapping,

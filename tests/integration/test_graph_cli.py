@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import StartFailed, graphs
+from engine import StartFailed
+from engine.graphs import draw as graphs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from cgroupfiles import in_container, on_host
 from inside import run_in
 
 from engine import Engine
-from engine.spec import DEFAULT_CAPABILITIES, DEFAULT_PIDS_LIMIT, MASKED_PATHS, READONLY_PATHS
+from engine.start.spec import DEFAULT_CAPABILITIES, DEFAULT_PIDS_LIMIT, MASKED_PATHS, READONLY_PATHS
 
 WAIT = 30.0
 

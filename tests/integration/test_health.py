@@ -50,6 +50,6 @@ def test_check_timeout_counts_as_failure(engine, busybox) -> None:
 
 
 def _alive(pid: int) -> bool:
-    from engine.runtime import process_alive
+    from engine.host.runc import process_alive
 
     return process_alive(pid)

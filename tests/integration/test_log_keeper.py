@@ -13,9 +13,9 @@ from leakprobe import keeper_pids, kept
 from test_log_rotation import PAD, numbered_writer, numbers
 from waiting import wait_for
 
-from engine import logkeeper
-from engine.logfiles import log_files
-from engine.logs import read_logs
+from engine.logs import keeper as logkeeper
+from engine.logs.files import log_files
+from engine.logs.reader import read_logs
 
 SIZE = 8 * 1024
 

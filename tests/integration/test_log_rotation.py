@@ -15,8 +15,8 @@ from leakprobe import keeper_pids, kept
 from waiting import wait_for
 
 from engine import InvalidParameter
-from engine.logfiles import log_files
-from engine.monitor import find_conmon_of
+from engine.host.conmon import find_conmon_of
+from engine.logs.files import log_files
 
 REPO = Path(__file__).resolve().parents[2]
 PAD = "p" * 60

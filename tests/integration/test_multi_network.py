@@ -12,7 +12,7 @@ from test_networking import HTTPD, run_in
 from test_networking import fetch as wget
 
 from engine import CorralError, StartFailed
-from engine.netsteps import extra_veth_name, netns_name
+from engine.start.netsteps import extra_veth_name, netns_name
 
 
 @pytest.fixture

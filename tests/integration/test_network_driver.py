@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import network
 from engine.errors import InvalidParameter, SystemFailure
-from engine.network import NetworkFailure
+from engine.host import netlink as network
+from engine.host.netlink import NetworkFailure
 
 
 def ip(*args: str, check: bool = True) -> str:
@@ -266,7 +266,7 @@ def test_delete_veth_removes_both_ends(net: Net) -> None:
 def test_deleting_links_does_not_load_pyroute2(net: Net) -> None:
     host, peer = net.veth_name(0), net.veth_name(1)
     ip("link", "add", host, "type", "veth", "peer", "name", peer)
-    script = ("import sys; from engine import network; "
+    script = ("import sys; from engine.host import netlink as network; "
               f"network.delete_veth({host!r}); network.delete_bridge({net.bridge!r}); "
               "print('pyroute2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

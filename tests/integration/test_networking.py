@@ -13,7 +13,7 @@ import pytest
 from waiting import wait_for
 
 from engine import Conflict, InvalidParameter, NotFound, StartFailed
-from engine.netsteps import SUB_STEP_NAMES, netns_name, veth_name
+from engine.start.netsteps import SUB_STEP_NAMES, netns_name, veth_name
 
 HTTPD = ["/bin/sh", "-c", "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && "
          "exec httpd -f -p 80 -h /www"]

@@ -9,8 +9,8 @@ import signal
 from waiting import wait_for
 
 from engine import Engine
-from engine.runtime import process_alive
-from engine.store import read_json
+from engine.host.runc import process_alive
+from engine.store.files import read_json
 
 
 def test_exit_command_records_the_exit_with_no_engine_alive(root_dir, probe) -> None:
@@ -73,7 +73,7 @@ def test_interrupted_start_is_undone_by_the_next_engine(root_dir, probe) -> None
     cid = eng.create(image, ["/bin/sleep", "60"])
     # an engine that died half-way: state says starting, the rootfs mount is still there
     c = eng.get(cid)
-    from engine.steps import MountRootfs
+    from engine.start.steps import MountRootfs
 
     ctx = eng._context(c)
     MountRootfs().do(ctx)
@@ -95,7 +95,7 @@ def test_orphaned_mounts_of_a_dead_container_are_swept(root_dir, probe) -> None:
     eng = Engine(root_dir, watch=False)
     image = eng.images.busybox().name
     cid = eng.create(image, ["/bin/true"])
-    from engine.steps import MountRootfs, SetupIpc
+    from engine.start.steps import MountRootfs, SetupIpc
 
     c = eng.get(cid)
     ctx = eng._context(c)

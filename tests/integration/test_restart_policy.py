@@ -10,7 +10,7 @@ import time
 from waiting import wait_for
 
 from engine import Engine
-from engine.store import read_json
+from engine.store.files import read_json
 
 
 def test_on_failure_3_restarts_exactly_three_times_with_growing_delays(root_dir) -> None:

@@ -23,10 +23,10 @@ from leakprobe import LeakProbe, keeper_pids, processes_mentioning
 from schemas import OCI_SCHEMA
 
 from engine import Engine, StartFailed
-from engine.netsteps import EXTRA_VETH_PREFIX, netns_name, veth_name
-from engine.network import links_with_alias
-from engine.networks import DEFAULT_NETWORK, NetworkStore, bridge_alias
-from engine.paths import Layout
+from engine.host.netlink import links_with_alias
+from engine.networks.store import DEFAULT_NETWORK, NetworkStore, bridge_alias
+from engine.start.netsteps import EXTRA_VETH_PREFIX, netns_name, veth_name
+from engine.store.paths import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 SLEEP = ["sleep", "300"]
@@ -88,7 +88,7 @@ def new_root(tmp_path: Path) -> Iterator[Path]:
     """A root path nothing has made yet; whatever a test leaves of it is torn down."""
     root = tmp_path / f"corral-{uuid.uuid4().hex[:8]}"
     yield root
-    from engine.system import reset
+    from engine.core.system import reset
 
     reset(root, volumes=True)
     if root.exists():
@@ -299,7 +299,7 @@ def test_prune_removes_stopped_containers_and_unused_networks(new_root: Path) ->
 
 
 def test_reset_unmounts_only_what_the_engine_mounts(root_dir: Path) -> None:
-    from engine import mounts
+    from engine.host import mounts
 
     theirs = root_dir / "theirs"  # a root given as a folder that holds a mount of its own
     theirs.mkdir()

@@ -16,8 +16,8 @@ from leakprobe import LeakProbe
 from test_crash import crash_at
 
 from engine import Engine
-from engine.paths import Layout
-from engine.store import STALE_AGE, read_json
+from engine.store.files import STALE_AGE, read_json
+from engine.store.paths import Layout
 
 
 def corral(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import cgroups
-from engine.cgroups import HYBRID, V1, V2, Cgroups, Needs
 from engine.errors import InvalidParameter, SystemFailure
-from engine.spec import cpus_to_quota
+from engine.host import cgroups
+from engine.host.cgroups import HYBRID, V1, V2, Cgroups, Needs
+from engine.start.spec import cpus_to_quota
 
 CID = "ab" * 32
 V1_CONTROLLERS = ("blkio", "cpu", "cpuacct", "devices", "freezer", "memory", "pids", "systemd")

@@ -1,4 +1,4 @@
-"""What ps, inspect, events and port print (engine.cli_format), on made-up records."""
+"""What ps, inspect, events and port print (engine.cli.format), on made-up records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from engine.cli_format import (
+from engine.cli.format import (
     ContainerFilter,
     display_ports,
     event_filter,
@@ -18,7 +18,7 @@ from engine.cli_format import (
     tabwrite,
 )
 from engine.errors import InvalidParameter, NotFound
-from engine.events import Event
+from engine.store.events import Event
 
 NOW = time.time()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import InvalidParameter
-from engine.cli import (
+from engine.cli.main import (
     _command_of,
     _env_items,
     _event_filter,
@@ -17,7 +17,7 @@ from engine.cli import (
     human_size,
     main,
 )
-from engine.events import Event
+from engine.store.events import Event
 
 
 def parse(*argv: str):

@@ -13,13 +13,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from engine.compose import ComposeError, Project, load_project, parse_duration
-from engine.engine import Engine
+from engine.compose.interpolate import InterpolationError, interpolate, parse_env_file
+from engine.compose.project import ComposeError, Project, load_project, parse_duration
+from engine.core.engine import Engine
 from engine.errors import InvalidParameter
-from engine.interpolate import InterpolationError, interpolate, parse_env_file
 
 CORPUS = Path(__file__).parent / "compose_corpus"
-SCHEMA = Path(__file__).resolve().parents[2] / "engine" / "schemas" / "compose-spec.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "engine/compose/schemas/compose-spec.json"
 EXPECT = re.compile(r"^# expect: (?:line (\d+): )?(.+)$")
 
 

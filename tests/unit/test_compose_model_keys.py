@@ -12,11 +12,11 @@ import jsonschema
 import pytest
 import yaml
 
-from engine.compose import ComposeError, load_project
-from engine.deploy import Deployment
+from engine.compose.deploy import Deployment
+from engine.compose.project import ComposeError, load_project
 
 CORPUS = Path(__file__).parent / "compose_corpus"
-SCHEMA = Path(__file__).resolve().parents[2] / "engine" / "schemas" / "compose-spec.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "engine/compose/schemas/compose-spec.json"
 REFUSED_BY_CORRAL = ("secret_external", "secret_environment", "secret_missing_file",
                      "secret_undeclared", "platform_arm64", "sysctl_not_namespaced",
                      "sysctl_net_on_host_network", "cap_unknown", "home_of_other_user",

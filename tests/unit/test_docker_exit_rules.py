@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.exitcodes import start_failure_code
-from engine.restart import after_reboot
+from engine.core.exitcodes import start_failure_code
+from engine.core.restart import after_reboot
 
 RUNC = "runc create: runc create failed: unable to start container process: "
 

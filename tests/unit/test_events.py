@@ -1,4 +1,4 @@
-"""engine.events: the event shape, the journal (appends, rotation, following), the bus."""
+"""engine.store.events: the event shape, the journal (appends, rotation, following), the bus."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from loguru import logger
 from waiting import wait_for
 
 from engine.errors import InvalidParameter
-from engine.events import Event, EventBus, EventJournal, emit, matches
+from engine.store.events import Event, EventBus, EventJournal, emit, matches
 
 CID = "a" * 64
 
@@ -276,13 +276,13 @@ def test_raising_subscriber_breaks_nothing() -> None:
 
     bus.subscribe(bad)
     bus.subscribe(got.append)
-    logger.enable("engine.events")
+    logger.enable("engine.store.events")
     sink = logger.add(lambda m: messages.append(str(m)), level="ERROR")
     try:
         bus.publish(ev(0))  # does not raise
     finally:
         logger.remove(sink)
-        logger.disable("engine.events")
+        logger.disable("engine.store.events")
     assert got == [ev(0)]
     assert any("boom" in m and "failed" in m for m in messages)
 

@@ -1,10 +1,10 @@
-"""The Go-template subset (engine.gotemplate): output and errors as Go's text/template."""
+"""The Go-template subset (engine.cli.gotemplate): output and errors as Go's text/template."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.gotemplate import GoStruct, Method, TemplateError, go_float, go_quote, render
+from engine.cli.gotemplate import GoStruct, Method, TemplateError, go_float, go_quote, render
 
 INSPECT = {
     "Id": "abc",

@@ -12,9 +12,10 @@ import graphviz
 import pytest
 
 import states
-from engine import STEP_NAMES, InvalidParameter, SystemFailure, graphs
-from engine.cli import main
-from engine.paths import Layout
+from engine import STEP_NAMES, InvalidParameter, SystemFailure
+from engine.cli.main import main
+from engine.graphs import draw as graphs
+from engine.store.paths import Layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = 1718000000.0  # 2024-06-10T06:13:20Z

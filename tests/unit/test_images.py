@@ -1,4 +1,4 @@
-"""engine.images: imports are atomic, names are checked, lookups behave as Docker's."""
+"""engine.images.store: imports are atomic, names are checked, lookups behave as Docker's."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import images
 from engine.errors import Conflict, InvalidParameter, NotFound, SystemFailure
-from engine.images import Image, ImageStore
+from engine.images import store as images
+from engine.images.store import Image, ImageStore
 
 
 def needs_busybox(test):

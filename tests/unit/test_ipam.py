@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from engine.errors import InvalidParameter
-from engine.ipam import Leases, SubnetFull
+from engine.networks.ipam import Leases, SubnetFull
 
 
 def leases(tmp_path, subnet="10.9.0.0/29", gateway="10.9.0.1") -> Leases:

@@ -30,7 +30,7 @@ def run(*parts: str) -> str:
 def test_importing_the_engine_does_not_import_loguru() -> None:
     out = run("""
         import sys
-        import engine, engine.cli
+        import engine, engine.cli.main
     """, EMIT, """
         emit("dropped")
         print("loguru" in sys.modules)
@@ -61,7 +61,7 @@ def test_silent_until_enabled_whichever_is_imported_first(loguru_first: bool) ->
 def test_cli_configures_loguru_at_the_first_record_it_shows() -> None:
     out = run("""
         import sys
-        from engine import cli
+        from engine.cli import main as cli
         cli._setup_logging("error")
     """, EMIT, """
         emit("a warning, below the level")

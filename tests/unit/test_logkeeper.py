@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from engine import logkeeper
-from engine.logfiles import log_files, prepare
+from engine.logs import keeper as logkeeper
+from engine.logs.files import log_files, prepare
 
 
 def wait(predicate, timeout: float = 10.0) -> bool:

@@ -1,4 +1,4 @@
-"""engine.logopts: Docker's --log-opt max-size/max-file, checked with the option named; the
+"""engine.store.logopts: Docker's --log-opt max-size/max-file, checked with the option named; the
 root's default; compose's ``logging``."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import logopts
-from engine.compose import ComposeError, load_project
+from engine.compose.project import ComposeError, load_project
 from engine.errors import InvalidParameter
+from engine.store import logopts
 
 
 @pytest.mark.parametrize(("value", "size"), [

@@ -1,4 +1,4 @@
-"""engine.logs: parsing conmon's k8s-file records, merging, filtering, following, --since."""
+"""engine.logs.reader: parsing conmon's k8s-file records, merging, filtering, following, --since."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidParameter
-from engine.logs import LineTailer, LogRecord, format_record, parse_line, parse_since, read_logs
+from engine.logs.reader import (
+    LineTailer,
+    LogRecord,
+    format_record,
+    parse_line,
+    parse_since,
+    read_logs,
+)
 
 T0 = datetime(2026, 11, 28, 20, 31, 2, 123456, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""engine.logseek and the rotated file set: --tail read from the end, --since bisected, and
+"""engine.logs.seek and the rotated file set: --tail read from the end, --since bisected, and
 both giving what reading the whole log gives, across files and partial (``P``) records."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from test_logs import T0
 from test_logs import rec as record
 
-from engine import logseek
-from engine.logfiles import keep, log_files, prepare
-from engine.logs import LogRecord, read_logs
+from engine.logs import seek as logseek
+from engine.logs.files import keep, log_files, prepare
+from engine.logs.reader import LogRecord, read_logs
 
 
 def key(records: list[LogRecord]) -> list[tuple[datetime, str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from engine.ptyrelay import _LineEnds, copy_out, spawn
+from engine.host.pty import _LineEnds, copy_out, spawn
 
 
 def test_newlines_made_twice_by_runcs_race_are_made_once() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import parse_restart
-from engine.restart import next_delay
+from engine.core.restart import next_delay
+from engine.store.config import parse_restart
 
 T0, T1, T20 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "2026-01-01T00:00:20Z"
 

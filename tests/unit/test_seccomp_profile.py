@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from schemas import OCI_SCHEMA
 
-from engine import seccomp
 from engine.errors import InvalidParameter
-from engine.spec import DEFAULT_CAPABILITIES, SpecOptions, build_spec, validate_spec
+from engine.start import seccomp
+from engine.start.spec import DEFAULT_CAPABILITIES, SpecOptions, build_spec, validate_spec
 
 NS_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
 # Docker refuses these to a container with its default capabilities; so does corral

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from schemas import OCI_SCHEMA, REPO, SHARED_OCI_SCHEMA, VENDORED_OCI_SCHEMA
 
-import engine.spec
+import engine.start.spec
 from engine.errors import InvalidParameter, SystemFailure
-from engine.spec import (
+from engine.start.spec import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
     DEFAULT_PIDS_LIMIT,
@@ -50,7 +50,7 @@ def test_the_copied_schema_is_the_shared_one() -> None:
 
 @pytest.fixture
 def all_caps_held(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.spec, "host_capabilities", lambda: frozenset(ALL_CAPABILITIES))
+    monkeypatch.setattr(engine.start.spec, "host_capabilities", lambda: frozenset(ALL_CAPABILITIES))
 
 
 def opts(**kw: Any) -> SpecOptions:
@@ -257,7 +257,7 @@ def test_cap_all(all_caps_held: None) -> None:
 
 def test_cap_all_means_all_the_engine_holds(monkeypatch: pytest.MonkeyPatch) -> None:
     held = frozenset(ALL_CAPABILITIES) - {"CAP_SYS_RESOURCE"}
-    monkeypatch.setattr(engine.spec, "host_capabilities", lambda: held)
+    monkeypatch.setattr(engine.start.spec, "host_capabilities", lambda: held)
     everything = caps_of(cap_add=["ALL"])
     assert "CAP_SYS_RESOURCE" not in everything and set(everything) == held
     # Asking for it by name gets a clear refusal instead of runc's EPERM.
@@ -268,7 +268,7 @@ def test_cap_all_means_all_the_engine_holds(monkeypatch: pytest.MonkeyPatch) -> 
 def test_host_capabilities_reads_our_bounding_set() -> None:
     with open("/proc/self/status") as f:
         mask = int(next(x for x in f if x.startswith("CapBnd:")).split()[1], 16)
-    held = engine.spec.host_capabilities()
+    held = engine.start.spec.host_capabilities()
     assert held <= set(ALL_CAPABILITIES)
     assert ("CAP_CHOWN" in held) == bool(mask & 1)
     assert ("CAP_SYS_RESOURCE" in held) == bool(mask >> 24 & 1)
@@ -392,7 +392,7 @@ def test_validation_off_when_env_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_validation_off_does_not_import_jsonschema() -> None:
     env = {k: v for k, v in os.environ.items() if k != "CORRAL_VALIDATE_SPEC"}
     code = (
-        "import sys, engine.spec as s; s.validate_spec({}); "
+        "import sys, engine.start.spec as s; s.validate_spec({}); "
         "sys.exit('jsonschema' in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)

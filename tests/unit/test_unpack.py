@@ -1,4 +1,5 @@
-"""engine.unpack: hostile archives leave the host untouched and the target as it was found."""
+"""engine.images.unpack: hostile archives leave the host untouched, and the target as it
+was found."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidParameter
-from engine.unpack import unpack_tar
+from engine.images.unpack import unpack_tar
 
 MiB = 1 << 20
 

@@ -1,0 +1,102 @@
+"""``corral system reset`` (as Podman's) and ``corral system prune`` (as Docker's)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidParameter
+
+RESET_WARNING = """WARNING! This will remove:
+        - all containers
+        - all networks, their bridges and leases
+        - the firewall table and the run folder of this root
+{volumes}Images are kept.
+Are you sure you want to continue? [y/N] """
+
+PRUNE_WARNING = """WARNING! This will remove:
+  - all stopped containers
+  - all networks not used by at least one container
+
+Are you sure you want to continue? [y/N] """
+
+
+def _confirmed(args: argparse.Namespace, question: str) -> bool:
+    """``-f``, or a ``y`` typed at a terminal: a script piping into us must say -f."""
+    if args.force:
+        return True
+    if not sys.stdin.isatty():
+        raise InvalidParameter("not confirmed: there is no terminal to ask on; give -f "
+                               "(--force) to go on without a question")
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _section(title: str, items: list[str]) -> None:
+    if items:
+        sys.stdout.write(f"{title}:\n" + "".join(f"{i}\n" for i in items) + "\n")
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from ..core.system import reset
+    from ..store.paths import Layout
+
+    layout = Layout.for_root(args.root)
+    volumes = "        - all volumes\n" if args.volumes else ""
+    if not _confirmed(args, RESET_WARNING.format(volumes=volumes)):
+        return 1
+    report = reset(layout.root, volumes=args.volumes)
+    _section("Deleted Containers", report.containers)
+    host = ([f"process {p}" for p in report.processes] + [f"netns {n}" for n in report.netns]
+            + [f"link {n}" for n in report.links] + [f"mount {m}" for m in report.mounts])
+    if report.firewall_table:
+        host.append(f"firewall table {report.firewall_table}")
+    if report.run_folder:
+        host.append(f"run folder {report.run_folder}")
+    _section("Deleted Host Objects", host)
+    _section("Deleted Volumes", report.volumes)
+    for error in report.errors:
+        sys.stderr.write(f"Error: {error}\n")
+    return 1 if report.errors else 0
+
+
+def cmd_prune(args: argparse.Namespace, engine_factory: Callable[..., Any]) -> int:
+    from ..core.system import PruneReport, prune
+    from ..store.paths import Layout
+    from .main import human_size
+
+    if not _confirmed(args, PRUNE_WARNING):
+        return 1
+    if Layout.for_root(args.root).root.is_dir():
+        eng = engine_factory(args)
+        try:
+            report = prune(eng)
+        finally:
+            eng.close()
+    else:
+        report = PruneReport()  # a root never made holds nothing to prune, and stays unmade
+    _section("Deleted Containers", report.containers)
+    _section("Deleted Networks", report.networks)
+    sys.stdout.write(f"Total reclaimed space: {human_size(report.reclaimed, 4)}\n")
+    for error in report.errors:
+        sys.stderr.write(f"Error: {error}\n")
+    return 1 if report.errors else 0
+
+
+def register(add: Callable[..., argparse.ArgumentParser], sub: Any,
+             engine_factory: Callable[..., Any]) -> None:
+    """Add ``system reset`` and ``system prune`` to the CLI's parser."""
+    p = add("system", lambda a: 0, "manage the engine root as a whole")
+    ssub = p.add_subparsers(dest="system_command", metavar="COMMAND", required=True)
+    sp = add("reset", cmd_reset, "stop and remove every container, network and host object "
+             "of the root (its bridges, firewall table, run folder), also when its folder was "
+             "deleted; images are kept", sp=ssub)
+    sp.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    sp.add_argument("--volumes", action="store_true", help="remove the volumes too")
+    sp = add("prune", lambda a: cmd_prune(a, engine_factory),
+             "remove stopped containers and unused networks", sp=ssub)
+    sp.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+

@@ -1,0 +1,3 @@
+"""Deployment files (a subset of the Compose format): loading, interpolation, model,
+normalizing, deploying.
+"""

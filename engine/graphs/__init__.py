@@ -1,0 +1,2 @@
+"""Diagrams of the lifecycle machine and of one container's history.
+"""

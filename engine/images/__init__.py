@@ -1,0 +1,2 @@
+"""The image store: root filesystems, safe unpacking, sparse copies.
+"""

@@ -1,0 +1,2 @@
+"""Network definitions and their address leases.
+"""
