@@ -18,17 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-from .store.paths import Layout
+from .store.paths import Layout, container_gone
 
 # the states package would import transitions, which this first stage avoids
 ACTIVE = ("starting", "running", "paused", "removing")
-
-
-def container_gone(root: str | None, cid: str) -> bool:
-    """Whether container ``cid`` (or its root's run folder: torn down) is gone already, a
-    removal having got there first; a background command for it has nothing to act on."""
-    layout = Layout.for_root(root)
-    return not (layout.run.is_dir() and (layout.containers / cid).is_dir())
 
 
 def needs_engine(root: str, cid: str) -> bool:
@@ -61,21 +54,6 @@ def _wait_for_lock(path: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_SH)
     finally:
         os.close(fd)
-
-
-def spawn_detached(root: Path | str, cid: str) -> int:
-    """Run this exit command for ``cid`` in a session of its own, as conmon would have: for
-    an exit found by a command whose container's conmon is gone, so that a restart the policy
-    asks for is waited for and made with no engine alive. Returns its pid."""
-    import subprocess
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.exited", str(root), cid],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
-        # fail points are for the process a test set them on
-        env={k: v for k, v in os.environ.items() if k != "CORRAL_FAIL_POINTS"})
-    return proc.pid
 
 
 def main(argv: list[str]) -> int:

@@ -91,7 +91,7 @@ def cmd_down(args: argparse.Namespace, engine_factory: Callable[..., Any]) -> in
 
 
 def cmd_ps(args: argparse.Namespace, engine_factory: Callable[..., Any]) -> int:
-    from .main import _table, container_status
+    from .output import _table, container_status
 
     rows = _deployment(args, engine_factory).ps()
     if args.quiet:

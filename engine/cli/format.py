@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import InvalidParameter, NotFound
 from . import gotemplate
 from .gotemplate import GoStruct, Method, go_quote
-from .main import container_status, human_duration, human_size
+from .output import container_status, human_duration, human_size
 
 TABLE = "table"
 PS_DEFAULT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t" \

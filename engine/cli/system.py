@@ -66,7 +66,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace, engine_factory: Callable[..., Any]) -> int:
     from ..core.system import PruneReport, prune
     from ..store.paths import Layout
-    from .main import human_size
+    from .output import human_size
 
     if not _confirmed(args, PRUNE_WARNING):
         return 1

@@ -55,8 +55,9 @@ from ..logs import keeper as logkeeper
 from ..logs.reader import LogRecord, read_logs
 from ..networks.store import DEFAULT_NETWORK, Network, NetworkStore
 from ..start import health, netsteps, seccomp
+from ..start.context import StartContext
 from ..start.spec import check_capabilities
-from ..start.steps import START_PLAN, STEP_NAMES, StartContext, kill_exec_sessions
+from ..start.steps import START_PLAN, STEP_NAMES, kill_exec_sessions
 from ..store import config as cfg
 from ..store import logopts
 from ..store.config import Bind, ContainerConfig
@@ -829,7 +830,7 @@ class Engine:
         if self._watcher is not None:
             self._watcher.restart_later(c.id, c.state.restart_delay)
             return
-        from ..exited import spawn_detached
+        from .exits import spawn_detached
 
         try:
             # the exit command takes a root without its run folder for one torn down, and

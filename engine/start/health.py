@@ -12,16 +12,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import CorralError, NotFound
 from ..host.runc import process_alive
-from ..store.container import now_rfc3339
-
-if TYPE_CHECKING:
-    from ..core.engine import Engine
 
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
 LOG_KEEP = 5
@@ -82,30 +76,3 @@ def stop_monitor(pid: int, cid: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def run_monitor(engine: Engine, cid: str) -> None:
-    """The monitor's loop: check every interval until the container stops running."""
-    began = time.monotonic()
-    while True:
-        try:
-            hc = engine.get(cid).config.healthcheck
-            if hc is None:
-                return
-            time.sleep(hc["interval"])
-            c = engine.get(cid)
-        except NotFound:
-            return
-        if c.state.status in ("starting", "paused"):
-            continue  # the start that spawned us is still saving its state, or frozen
-        if c.state.status != "running" or c.state.health_pid != os.getpid():
-            return  # stopped, or a newer start has a monitor of its own
-        start = now_rfc3339()
-        try:
-            result = engine.exec(cid, check_argv(hc["test"]), capture=True,
-                                 timeout=hc["timeout"])
-            code, output = result.exit_code, result.output.decode(errors="replace")
-        except CorralError as exc:
-            code, output = -1, str(exc)
-        with contextlib.suppress(NotFound):
-            engine.record_health(cid, exit_code=code, output=output, start=start,
-                                 end=now_rfc3339(),
-                                 in_start_period=time.monotonic() - began < hc["start_period"])

@@ -24,7 +24,7 @@ from ..errors import Conflict
 from ..host import hostfiles
 
 if TYPE_CHECKING:
-    from .steps import StartContext
+    from .context import StartContext
 
 NETNS_PREFIX = "corral-"
 VETH_PREFIX = "vc"

@@ -93,3 +93,10 @@ class ContainerPaths:
     conmon_pid = property(lambda self: self.dir / "conmon.pid")
     pidfile = property(lambda self: self.dir / "pidfile")
     runtime_log = property(lambda self: self.dir / "runtime.log")
+
+
+def container_gone(root: str | None, cid: str) -> bool:
+    """Whether container ``cid`` (or its root's run folder: torn down) is gone already, a
+    removal having got there first; a background command for it has nothing to act on."""
+    layout = Layout.for_root(root)
+    return not (layout.run.is_dir() and (layout.containers / cid).is_dir())

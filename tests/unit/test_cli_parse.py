@@ -12,11 +12,9 @@ from engine.cli.main import (
     _image_name_from,
     _labels,
     build_parser,
-    container_status,
-    human_duration,
-    human_size,
     main,
 )
+from engine.cli.output import container_status, human_duration, human_size
 from engine.store.events import Event
 
 
