@@ -34,8 +34,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-test: deps venv
-	$(BIN)/ruff check states engine tests bench
+test: deps venv lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # make test-v2: the cgroup v2 part, in a stock Debian 12 VM (qemu, from the committed state):
@@ -56,8 +55,10 @@ unit: venv
 integration: deps venv
 	$(BIN)/python -m pytest -q tests/integration
 
+# ruff, and the import contracts of setup.cfg ([importlinter]: the layers of docs/ARCHITECTURE.md)
 lint: venv
 	$(BIN)/ruff check states engine tests bench
+	$(BIN)/lint-imports
 
 demo: deps venv
 	@bash configs/demo.sh $(BIN)/corral $(ROOT)
