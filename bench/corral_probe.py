@@ -254,7 +254,9 @@ def mode_cli(args: argparse.Namespace) -> None:
     _wrap_attr(engine.host.netlink, "_pyroute2", PYROUTE2)
     instrument()
     _wrap_attr(cli, "build_parser", "argument parser")
-    _wrap_attr(cli, "_attach", "attach: follow logs, wait for the exit")
+    import engine.cli.container
+
+    _wrap_attr(engine.cli.container, "_attach", "attach: follow logs, wait for the exit")
     t0 = time.perf_counter()
     code = cli.main(args.argv)
     t_main = time.perf_counter() - t0

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidParameter
+from ..errors import CorralError, InvalidParameter
+from .common import _container_gone, _engine, _parse_time
+from .output import _out
 
 RESET_WARNING = """WARNING! This will remove:
         - all containers
@@ -100,3 +104,70 @@ def register(add: Callable[..., argparse.ArgumentParser], sub: Any,
              "remove stopped containers and unused networks", sp=ssub)
     sp.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
 
+
+def _event_filter(items: list[str]) -> Callable[[Any], bool]:
+    """Docker's ``--filter key=value``: same keys combine with OR, different keys with AND."""
+    from .format import event_filter
+
+    return event_filter(items)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from .format import event_lines_format
+
+    line_of = event_lines_format(args.format)
+    # since= and until= are taken as filters too, as the flags
+    for item in args.filter:
+        key, _, value = item.partition("=")
+        if key in ("since", "until"):
+            setattr(args, key, value)
+    wanted = _event_filter([f for f in args.filter
+                            if f.partition("=")[0] not in ("since", "until")])
+    eng = _engine(args)
+    now = time.time()
+    since = _parse_time(args.since)
+    until = _parse_time(args.until)
+    since_ts = since.timestamp() if since else None
+    until_ts = until.timestamp() if until else None
+    follow = not args.no_follow and (until_ts is None or until_ts > now)
+    if follow:
+        # as Docker: without --since only what happens from now on
+        events = eng.events(since=now if since_ts is None else since_ts, until=until_ts,
+                            follow=True,
+                            stop=(lambda: time.time() > until_ts) if until_ts else None)
+    else:
+        events = eng.events(since=since_ts, until=until_ts, follow=False)
+    for ev in events:
+        if not wanted(ev):
+            continue
+        _out(line_of(ev))
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_container_exited(args: argparse.Namespace) -> int:
+    """The exit handling conmon's exit command hands over to (``engine.exited``); silent, and
+    0 even if the container is gone."""
+    from ..log import logger
+
+    if _container_gone(args):
+        return 0
+    try:
+        # the restart policy holds with no engine alive: this process waits out the
+        # backoff and starts the container again
+        _engine(args, reconcile=False, make_layout=False).container_exited(
+            args.id, follow_restart=True)
+    except CorralError as exc:
+        logger.debug("container-exited {}: {}", args.id, exc)
+    return 0
+
+
+def cmd_health_monitor(args: argparse.Namespace) -> int:
+    """The detached health monitor of one container (spawned by its start)."""
+    from ..core.healthcheck import run_monitor
+
+    if _container_gone(args):
+        return 0
+    with contextlib.suppress(CorralError):
+        run_monitor(_engine(args, reconcile=False, make_layout=False), args.id)
+    return 0

@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 
 from engine import InvalidParameter
-from engine.cli.main import (
-    _command_of,
-    _env_items,
-    _event_filter,
-    _image_name_from,
-    _labels,
-    build_parser,
-    main,
-)
+from engine.cli.container import _env_items, _labels
+from engine.cli.image import _image_name_from
+from engine.cli.main import _command_of, build_parser, main
 from engine.cli.output import container_status, human_duration, human_size
+from engine.cli.system import _event_filter
 from engine.store.events import Event
 
 
