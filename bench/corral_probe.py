@@ -78,7 +78,9 @@ def instrument() -> None:
     for step in getattr(netsteps, "BRIDGE_PLAN", ()):
         _wrap_attr(step, "do", f"network.{step.name}")
         _wrap_attr(step, "undo", f"undo network.{step.name}")
-    _wrap_attr(engine_mod, "_wait_pid", "wait for the process to end (_wait_pid)")
+    from engine.core import exits
+
+    _wrap_attr(exits, "_wait_pid", "wait for the process to end (_wait_pid)")
     _wrap_attr(monitor.Monitor, "spawn", "conmon + runc create (Monitor.spawn)")
 
     def runc_key(self: Any, args: list[str], *a: Any, **k: Any) -> str:

@@ -18,7 +18,8 @@ from . import log
 log.install()  # before any engine module runs: they may log at import
 
 if TYPE_CHECKING:
-    from .core.engine import Engine, ExecResult
+    from .core.engine import Engine
+    from .core.exec import ExecResult
     from .errors import (
         Conflict,
         CorralError,

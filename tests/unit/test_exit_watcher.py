@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.core.engine import _ExitWatcher
+from engine.core.exits import _ExitWatcher
 
 
 def test_closing_while_an_exit_is_being_picked_up_closes_its_pidfd_once(

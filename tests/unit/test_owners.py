@@ -28,7 +28,7 @@ SPAWNERS = {
     "host/conmon.py": "conmon",
     "host/nft.py": "nft",
     "host/pty.py": "a command on a pseudo-terminal (runc exec's argv, from the runc driver)",
-    "core/engine.py": "runc exec, with the argv the runc driver makes",
+    "core/exec.py": "runc exec, with the argv the runc driver makes",
     "start/steps.py": "runc run in the foreground, with the argv the runc driver makes",
     "start/health.py": "the health monitor (python -m engine health-monitor)",
     "logs/files.py": "the log keeper (python -m engine)",
@@ -37,7 +37,7 @@ SPAWNERS = {
     "exited.py": "(before the move) the same detached exit command",
 }
 # argv that spawners outside the runc driver pass must come from the driver (Runtime.*_args)
-RUNC_BORROWERS = ("core/engine.py", "start/steps.py")
+RUNC_BORROWERS = ("core/exec.py", "start/steps.py")
 PROGRAMS = {"runc": "host/runc.py", "conmon": "host/conmon.py", "nft": "host/nft.py"}
 
 
