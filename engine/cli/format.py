@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import InvalidParameter, NotFound
 from . import gotemplate
-from .gotemplate import GoStruct, Method, go_quote
+from .gofuncs import go_quote
+from .govalues import GoStruct, Method
 from .output import container_status, human_duration, human_size
 
 TABLE = "table"

@@ -304,7 +304,7 @@ def _build_parser(only: str | None, built: list[str]) -> argparse.ArgumentParser
             "deployment (Mermaid on stdout unless -o or --format says otherwise)")
     p.add_argument("container", nargs="?", metavar="CONTAINER",
                    help="draw this container's history over the machine")
-    # engine.graphs.draw.FORMATS, spelt out: the parser is built before any command runs
+    # engine.graphs.model.FORMATS, spelt out: the parser is built before any command runs
     p.add_argument("--format", choices=("mermaid", "dot", "svg", "png"), default=None,
                    help="mermaid (default), dot, svg or png (default: from -o's suffix)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (- for stdout)")

@@ -162,7 +162,7 @@ class CreateMixin:
         """Check the network options against what exists; return the port mappings."""
         import ipaddress
 
-        from ..host.nft import parse_publish
+        from ..host.ports import parse_publish
 
         bridge = netsteps.is_bridge_mode(mode)
         if mode.startswith("container:"):

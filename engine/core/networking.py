@@ -81,7 +81,8 @@ class NetworksMixin:
     def firewall(self) -> Any:
         """The engine's own nftables table, made on first use."""
         if self._firewall is None:
-            from ..host.nft import Firewall, table_name
+            from ..host.nft import Firewall
+            from ..host.nftrules import table_name
 
             self._firewall = Firewall(table_name(self.layout.run.name),
                                       memo=self.layout.run / "firewall")
@@ -142,7 +143,7 @@ class NetworksMixin:
                 if running:
                     c.state.extra_networks[net.name] = netsteps.join_further(
                         ctx, spec, spec["index"])
-                    from ..host.nft import enable_forwarding
+                    from ..host.forwarding import enable_forwarding
 
                     self.firewall().ensure_base([net.subnet], [net.bridge])
                     enable_forwarding(net.bridge)

@@ -159,7 +159,8 @@ def _sweep_host(layout: Layout, report: ResetReport) -> None:
 def _remove_firewall(layout: Layout, report: ResetReport) -> set[str]:
     """Drop the table; return the bridges it named. Without nft there is no table to drop:
     none could have been made."""
-    from ..host.nft import Firewall, table_name
+    from ..host.nft import Firewall
+    from ..host.nftrules import table_name
 
     nft = programs.find("nft")
     if nft is None or not os.access(nft, os.X_OK):

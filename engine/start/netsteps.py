@@ -226,7 +226,8 @@ class Ports:
     def do(self, ctx: StartContext) -> None:
         net = ctx.net
         assert net is not None
-        from ..host.nft import PortMapping, enable_forwarding
+        from ..host.forwarding import enable_forwarding
+        from ..host.ports import PortMapping
 
         fw = ctx.firewall()
         nets = [net]

@@ -14,7 +14,8 @@ import pytest
 from clirun import corral as cli
 from waiting import wait_for
 
-from engine.compose.deploy import Deployment, MissingImages
+from engine.compose.deploy import Deployment
+from engine.compose.labels import MissingImages
 from engine.compose.project import load_project
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from waiting import wait_for
 
-from engine.compose.deploy import DependencyFailed, Deployment
+from engine.compose.deploy import Deployment
+from engine.compose.labels import DependencyFailed
 from engine.compose.project import load_project
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -25,14 +25,9 @@ from pathlib import Path
 import pytest
 
 from engine import Conflict, InvalidParameter, SystemFailure
-from engine.host.nft import (
-    Firewall,
-    FirewallFailure,
-    PortMapping,
-    enable_forwarding,
-    parse_publish,
-    restore_sysctls,
-)
+from engine.host.forwarding import enable_forwarding, restore_sysctls
+from engine.host.nft import Firewall
+from engine.host.ports import FirewallFailure, PortMapping, parse_publish
 
 NFT = "/usr/sbin/nft"
 BUSYBOX = "/usr/bin/busybox"

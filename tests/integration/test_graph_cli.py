@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import StartFailed
-from engine.graphs import draw as graphs
+from engine.graphs import model as graph_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def test_graph_and_history_of_a_failed_start(engine, busybox, root_dir, tmp_path
     engine.fail_points = set()
 
     dot = _ok(root_dir, "graph", cid, "--format", "dot").decode()
-    fill, border = graphs.COLORS["failed"]
+    fill, border = graph_model.COLORS["failed"]
     mounts = next(line for line in dot.splitlines() if line.strip().startswith("step_mounts ["))
     assert f"fillcolor=\"{fill}\"" in mounts and f"color=\"{border}\"" in mounts
     assert "FAILED" in mounts
@@ -52,7 +52,7 @@ def test_graph_and_history_of_a_failed_start(engine, busybox, root_dir, tmp_path
     assert "start ×1" in restart
     assert re.search(r"starting -> dead \[label=<\S*<b>fail ×2</b>", dot)
     dead = next(line for line in dot.splitlines() if line.strip().startswith("dead ["))
-    assert graphs.COLORS["current"][0] in dead
+    assert graph_model.COLORS["current"][0] in dead
 
     rows = json.loads(_ok(root_dir, "history", cid, "--format", "json"))
     assert [(r["from"], r["to"], r["trigger"]) for r in rows] == [

@@ -25,7 +25,7 @@ import pytest
 
 from engine.errors import InvalidParameter, SystemFailure
 from engine.host import netlink as network
-from engine.host.netlink import NetworkFailure
+from engine.host.netns import NetworkFailure
 
 
 def ip(*args: str, check: bool = True) -> str:

@@ -14,7 +14,9 @@ import jsonschema
 import pytest
 
 from engine.compose.interpolate import InterpolationError, interpolate, parse_env_file
-from engine.compose.project import ComposeError, Project, load_project, parse_duration
+from engine.compose.keys import parse_duration
+from engine.compose.project import Project, load_project
+from engine.compose.schema import ComposeError
 from engine.core.engine import Engine
 from engine.errors import InvalidParameter
 

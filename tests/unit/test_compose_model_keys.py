@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from engine.compose.deploy import Deployment
-from engine.compose.project import ComposeError, load_project
+from engine.compose.project import load_project
+from engine.compose.schema import ComposeError
 
 CORPUS = Path(__file__).parent / "compose_corpus"
 SCHEMA = Path(__file__).resolve().parents[2] / "engine/compose/schemas/compose-spec.json"

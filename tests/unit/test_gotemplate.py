@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cli.gotemplate import GoStruct, Method, TemplateError, go_float, go_quote, render
+from engine.cli.gofuncs import go_quote
+from engine.cli.gotemplate import render
+from engine.cli.govalues import GoStruct, Method, TemplateError, go_float
 
 INSPECT = {
     "Id": "abc",

@@ -14,7 +14,9 @@ import pytest
 import states
 from engine import STEP_NAMES, InvalidParameter, SystemFailure
 from engine.cli.main import main
+from engine.graphs import deployment
 from engine.graphs import draw as graphs
+from engine.graphs import model as graph_model
 from engine.store.paths import Layout
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -159,7 +161,7 @@ def _positions(graph: graphviz.Digraph) -> dict[str, tuple[float, float]]:
     _failed_info())], ids=["machine", "container"])
 def test_layout_reads_the_plan_left_to_right_and_the_states_below_it(graph) -> None:
     pos = _positions(graph())
-    rows = [STEP_NAMES[:graphs.PIPELINE_ROW], STEP_NAMES[graphs.PIPELINE_ROW:]]
+    rows = [STEP_NAMES[:graph_model.PIPELINE_ROW], STEP_NAMES[graph_model.PIPELINE_ROW:]]
     for row in rows:
         xs = [pos[f"step_{n}"][0] for n in row]
         ys = {pos[f"step_{n}"][1] for n in row}
@@ -199,30 +201,30 @@ def test_missing_dot_is_a_clear_system_failure(monkeypatch, tmp_path) -> None:
 
 def test_container_dot_marks_the_failed_step_and_the_restart_loop() -> None:
     dot = graphs.container_diagram(_failed_info(restarts=2), "dot")
-    fill, border = graphs.COLORS["failed"]
+    fill, border = graph_model.COLORS["failed"]
     mounts = _node_attrs(dot, "step_mounts")
     assert mounts["fillcolor"] == fill and mounts["color"] == border
     assert "FAILED" in mounts["label"]
     for name in STEP_NAMES:
         if name != "mounts":
             assert _node_attrs(dot, f"step_{name}")["fillcolor"] != fill, name
-    assert _node_attrs(dot, "step_ipc")["fillcolor"] == graphs.COLORS["undone"][0]
-    assert _node_attrs(dot, "step_process")["fillcolor"] == graphs.COLORS["default"][0]
+    assert _node_attrs(dot, "step_ipc")["fillcolor"] == graph_model.COLORS["undone"][0]
+    assert _node_attrs(dot, "step_process")["fillcolor"] == graph_model.COLORS["default"][0]
 
     # current, visited and never visited states are told apart
-    assert _node_attrs(dot, "dead")["fillcolor"] == graphs.COLORS["current"][0]
+    assert _node_attrs(dot, "dead")["fillcolor"] == graph_model.COLORS["current"][0]
     for state in ("created", "starting", "running"):
-        assert _node_attrs(dot, state)["fillcolor"] == graphs.COLORS["visited"][0]
+        assert _node_attrs(dot, state)["fillcolor"] == graph_model.COLORS["visited"][0]
     for state in ("paused", "removing"):
-        assert _node_attrs(dot, state)["fillcolor"] == graphs.COLORS["default"][0]
-    assert len({graphs.COLORS[k][0] for k in ("current", "visited", "failed", "default")}) == 4
+        assert _node_attrs(dot, state)["fillcolor"] == graph_model.COLORS["default"][0]
+    assert len({graph_model.COLORS[k][0] for k in ("current", "visited", "failed", "default")}) == 4
 
     edges = _edges(dot)
     restart = edges[("dead", "starting")]
     assert "start ×2</b>" in restart and "last 06:14:22" in restart
     assert "lhead=cluster_starting" in restart
     assert "fail ×2" in edges[("starting", "dead")]
-    assert graphs.ERROR_EDGE in edges[("starting", "dead")]
+    assert graph_model.ERROR_EDGE in edges[("starting", "dead")]
     assert "injected fault" in edges[("starting", "dead")]  # the last error it carried
     assert "start ×1</b>" in edges[("created", "starting")]
     assert "last 06:13:21" in edges[("created", "starting")]
@@ -253,7 +255,7 @@ def test_failed_network_sub_step_is_named() -> None:
                           {"name": "rootfs", "duration": 0.01, "outcome": "undone"},
                           {"name": "network", "duration": 0.02, "outcome": "failed"}]
     dot = graphs.container_diagram(info, "dot")
-    assert _node_attrs(dot, "step_network")["fillcolor"] == graphs.COLORS["failed"][0]
+    assert _node_attrs(dot, "step_network")["fillcolor"] == graph_model.COLORS["failed"][0]
     assert '<font color="#cc0000"><b>veth</b></font>' in dot
     assert "at veth" in graphs.container_diagram(info, "mermaid")
 
@@ -262,7 +264,7 @@ def test_a_new_container_is_current_in_created() -> None:
     info = {"Id": "cd" * 32, "Name": "/fresh", "State": {"Status": "created"},
             "History": [], "StartSteps": []}
     dot = graphs.container_diagram(info, "dot")
-    assert _node_attrs(dot, "created")["fillcolor"] == graphs.COLORS["current"][0]
+    assert _node_attrs(dot, "created")["fillcolor"] == graph_model.COLORS["current"][0]
     assert not any("×" in attrs for attrs in _edges(dot).values())
 
 
@@ -310,11 +312,11 @@ SERVICES = {
 def test_deployment_dot_colours_services_and_labels_conditions() -> None:
     status = {"web": "running", "db": "running (healthy)", "migrate": "dead (exit 1)"}
     dot = graphs.deployment_diagram(SERVICES, status, "dot")
-    assert _node_attrs(dot, "svc_web")["fillcolor"] == graphs.SERVICE_COLORS["running"][0]
-    assert _node_attrs(dot, "svc_db")["fillcolor"] == graphs.SERVICE_COLORS["healthy"][0]
-    assert _node_attrs(dot, "svc_migrate")["fillcolor"] == graphs.SERVICE_COLORS["failed"][0]
+    assert _node_attrs(dot, "svc_web")["fillcolor"] == deployment.SERVICE_COLORS["running"][0]
+    assert _node_attrs(dot, "svc_db")["fillcolor"] == deployment.SERVICE_COLORS["healthy"][0]
+    assert _node_attrs(dot, "svc_migrate")["fillcolor"] == deployment.SERVICE_COLORS["failed"][0]
     assert _node_attrs(dot, "svc_cache")["fillcolor"] == \
-        graphs.SERVICE_COLORS["not created"][0]
+        deployment.SERVICE_COLORS["not created"][0]
     edges = _edges(dot)
     assert "service_healthy" in edges[("svc_web", "svc_db")]
     assert "service_started" in edges[("svc_web", "svc_cache")]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.compose.project import ComposeError, load_project
+from engine.compose.project import load_project
+from engine.compose.schema import ComposeError
 from engine.errors import InvalidParameter
 from engine.store import logopts
 
