@@ -32,12 +32,17 @@ SPAWNERS = {
     "start/steps.py": "runc run in the foreground, with the argv the runc driver makes",
     "start/health.py": "the health monitor (python -m engine health-monitor)",
     "logs/files.py": "the log keeper (python -m engine)",
+    "logs/keeper.py": "the root's log keeper (its own file, run by a bare interpreter)",
     "images/store.py": "busybox --list-full (the applets of the busybox image)",
     "core/exits.py": "a detached exit command, to wait out a restart's backoff with no engine",
     "exited.py": "(before the move) the same detached exit command",
 }
 # argv that spawners outside the runc driver pass must come from the driver (Runtime.*_args)
 RUNC_BORROWERS = ("core/exec.py", "start/steps.py")
+# JSON files that are no state: (module, what it writes)
+JSON_WRITERS = {
+    "logs/keeper.py": "the keeper's work list in the run folder (tmpfs, renamed in)",
+}
 PROGRAMS = {"runc": "host/runc.py", "conmon": "host/conmon.py", "nft": "host/nft.py"}
 
 
@@ -125,7 +130,7 @@ def test_only_the_store_writes_state_files() -> None:
     for name, tree in sources().items():
         if name.startswith("store/"):
             continue
-        for call in calls(tree):
+        for call in calls(tree) if name not in JSON_WRITERS else ():
             assert not _writes_json(call), (
                 f"{name}:{call.lineno} writes JSON to a file: use store.files.atomic_write_json")
         for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
