@@ -52,7 +52,16 @@ def cmd_reset(args: argparse.Namespace) -> int:
     volumes = "        - all volumes\n" if args.volumes else ""
     if not _confirmed(args, RESET_WARNING.format(volumes=volumes)):
         return 1
-    report = reset(layout.root, volumes=args.volumes)
+    if not layout.root.is_dir():  # a root deleted by hand: its host objects only
+        report = reset(layout.root, volumes=args.volumes)
+    else:
+        from ..core.engine import Engine
+
+        eng = Engine(layout.root, watch=False, reconcile=False, make_layout=False)
+        try:
+            report = reset(layout.root, volumes=args.volumes, engine=eng)
+        finally:
+            eng.close()
     _section("Deleted Containers", report.containers)
     host = ([f"process {p}" for p in report.processes] + [f"netns {n}" for n in report.netns]
             + [f"link {n}" for n in report.links] + [f"mount {m}" for m in report.mounts])

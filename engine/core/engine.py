@@ -307,7 +307,7 @@ class Engine(
         Returns the ``ResetReport``; the engine stays usable."""
         from .system import reset
 
-        report = reset(self.layout.root, volumes=volumes)
+        report = reset(self.layout.root, volumes=volumes, engine=self)
         self.layout.ensure()
         return report
 

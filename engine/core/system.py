@@ -63,13 +63,16 @@ class PruneReport:
     errors: list[str] = field(default_factory=list)
 
 
-def reset(root: Path | str | None = None, *, volumes: bool = False) -> ResetReport:
+def reset(root: Path | str | None = None, *, volumes: bool = False,
+          engine: Engine | None = None) -> ResetReport:
     """Tear down root ``root`` (default: ``$CORRAL_ROOT`` or /var/lib/corral), also when its
-    folder is gone. Every step is tried; what failed is in ``errors``."""
+    folder is gone. ``engine``, an engine of that root, removes its containers first (the
+    caller opens it: this module stays below the engine); without one, what a container left
+    is swept with the host objects. Every step is tried; what failed is in ``errors``."""
     layout = Layout.for_root(root)
     report = ResetReport()
-    if layout.root.is_dir():
-        _remove_containers(layout, report)
+    if engine is not None and layout.root.is_dir():
+        _remove_containers(engine, report)
     _sweep_host(layout, report)
     _remove_definitions(layout, report, volumes)
     return report
@@ -86,20 +89,10 @@ def _attempt(report: ResetReport, what: str, action: Callable[..., object],
         return False
 
 
-def _open(layout: Layout) -> Engine:
-    from .engine import Engine
-
-    return Engine(layout.root, watch=False, reconcile=False, make_layout=False)
-
-
-def _remove_containers(layout: Layout, report: ResetReport) -> None:
-    eng = _open(layout)
-    try:
-        for info in eng.list(all=True):
-            if _attempt(report, f"container {info['Id'][:12]}", eng.remove, info["Id"], True):
-                report.containers.append(info["Id"])
-    finally:
-        eng.close()
+def _remove_containers(eng: Engine, report: ResetReport) -> None:
+    for info in eng.list(all=True):
+        if _attempt(report, f"container {info['Id'][:12]}", eng.remove, info["Id"], True):
+            report.containers.append(info["Id"])
 
 
 def _sweep_host(layout: Layout, report: ResetReport) -> None:

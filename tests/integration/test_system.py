@@ -90,7 +90,14 @@ def new_root(tmp_path: Path) -> Iterator[Path]:
     yield root
     from engine.core.system import reset
 
-    reset(root, volumes=True)
+    if root.is_dir():
+        eng = Engine(root, watch=False, reconcile=False, make_layout=False)
+        try:
+            eng.reset(volumes=True)
+        finally:
+            eng.close()
+    else:
+        reset(root, volumes=True)
     if root.exists():
         from teardown import teardown_root  # last resort, so one failure cannot spread
 
