@@ -23,12 +23,14 @@ echo "one container: created, started, paused, unpaused, stopped and removed"
 
 # a deployment: a web server with a health check, and a client that waits for it
 here=$(dirname "$0")
-trap '"$corral" --root "$root" down -t 1 -f "$here/web-client.yaml" >/dev/null 2>&1 || true' EXIT
+trap '"$corral" --root "$root" down -t 1 -f "$here/web-client.yaml" >/dev/null 2>&1; "$corral" --root "$root" system reset -f >/dev/null 2>&1 || true' EXIT
 c up -d -f "$here/web-client.yaml"
 c compose -f "$here/web-client.yaml" ps
 sleep 1
 c compose -f "$here/web-client.yaml" logs client
 echo "+ the published port, from the host: $(busybox wget -q -O - http://127.0.0.1:18080/)"
 c down -t 1 -f "$here/web-client.yaml"
+# the demo's root leaves nothing on the host: its bridge, firewall table and run folder go too
+c system reset -f
 trap - EXIT
 echo "demo done: a deployment came up healthy, served a page, and was torn down"
